@@ -1,0 +1,197 @@
+"""The ``gancr`` command. Each subcommand is a pair: ``_add_<name>(subparsers)`` and ``cmd_<name>(args)``.
+
+User mistakes (``GancrError``) print a message and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gancr import __version__
+from gancr.errors import GancrError, SpecError
+
+__all__ = ["main", "build_parser", "summarize_spec"]
+
+EXIT_USAGE = 2
+
+
+def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    cols = list(zip(*([header] + [list(r) for r in rows]))) if rows else [[h] for h in header]
+    widths = [max(len(str(c)) for c in col) for col in cols]
+    widths[-1] = 0  # the last column runs free
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*header).rstrip())
+    for row in rows:
+        print(fmt.format(*row).rstrip())
+
+
+# ----------------------------------------------------------------------------------------
+# components, describe, validate, schema
+# ----------------------------------------------------------------------------------------
+
+
+def _add_components(sub: Any) -> None:
+    p = sub.add_parser("components", help="list the registered components (of one kind)")
+    p.add_argument("kind", nargs="?", help="encoder, neck, decoder, discriminator, content_loss, style_loss or balancer")
+    p.add_argument("--pattern", default="*", help="wildcard filter on names, e.g. 'vgg*'")
+    p.add_argument("--markdown", action="store_true", help="print the docs' component catalogue")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_components(args: argparse.Namespace) -> int:
+    from gancr.catalog import component_rows, markdown_catalog
+    from gancr.plugins import get_registry, plugin_failures
+
+    registry = get_registry()
+    if args.markdown:
+        print(markdown_catalog(registry), end="")
+        return 0
+    rows = component_rows(registry, args.kind, args.pattern)
+    if args.json:
+        print(json.dumps([dict(zip(("kind", "name", "plugin", "summary"), r)) for r in rows], indent=2))
+        return 0
+    _print_table(rows, ("KIND", "NAME", "PLUGIN", "SUMMARY"))
+    failures = plugin_failures()
+    if failures:
+        print(f"\n{len(failures)} plugin(s) left out:", file=sys.stderr)
+        for message in failures.values():
+            print(f"  {message}", file=sys.stderr)
+    return 0
+
+
+def _add_describe(sub: Any) -> None:
+    p = sub.add_parser("describe", help="a component's parameters, types, defaults and documentation")
+    p.add_argument("kind")
+    p.add_argument("name")
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from gancr.catalog import describe_entry
+    from gancr.plugins import get_registry
+
+    registry = get_registry()
+    print(describe_entry(registry, registry.get(args.kind, args.name)))
+    return 0
+
+
+def summarize_spec(spec: Any) -> str:
+    """One line: the trio's parts, the losses and the stages of a spec."""
+    m = spec.model
+    gen = f"{m.generator.encoder.name}>{m.generator.neck.name}>{m.generator.decoder.name}"
+    cn = m.content_net
+    decoder = (cn.decoder or m.generator.decoder).name
+    content_net = f"shared encoder>{decoder}" if cn.share_encoder else f"{cn.encoder.name}>{decoder}"
+    content = "+".join(item.name for item in spec.losses.content) or "none"
+    style = "+".join(item.name for item in spec.losses.style)
+    stages = ", ".join(f"{s.name} {s.steps}" for s in spec.training.stages)
+    return (
+        f"generator {gen}; content net {content_net}; discriminator {m.discriminator.name}; "
+        f"content {content}; style {style}; balancer {spec.training.balancer.name}; stages {stages}"
+    )
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+        help="override a spec field, e.g. training.stages.0.steps=5 (repeatable)",
+    )
+
+
+def _add_validate(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check a spec: exit 0 and a summary, or exit 2 and the errors by path")
+    p.add_argument("spec")
+    _add_set(p)
+    p.add_argument("--no-build", action="store_true", help="check the spec only, do not build the trio")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from gancr.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    from gancr.requirements import check_requirements
+
+    check_requirements(spec)
+    parameters = ""
+    if not args.no_build:
+        from gancr.build import build
+
+        trio = build(spec)
+        n = sum(p.numel() for p in trio.generator.parameters())
+        parameters = f"; generator {n / 1e6:.2f}M parameters"
+    print(f"{args.spec}: valid. {summarize_spec(spec)}{parameters}")
+    return 0
+
+
+def _add_schema(sub: Any) -> None:
+    p = sub.add_parser("schema", help="the JSON Schema of a spec (plugin components included)")
+    p.add_argument("--out", help="write to this file instead of standard output")
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gancr.spec import Spec
+
+    schema = Spec.model_json_schema()
+    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+    schema.setdefault("title", "gancr spec")
+    text = json.dumps(schema, indent=2)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote the spec schema to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# the parser
+# ----------------------------------------------------------------------------------------
+
+#: (name, add-parser function, command function) for every subcommand, in help order.
+COMMANDS: list[tuple[str, Callable[[Any], None], Callable[[argparse.Namespace], int]]] = [
+    ("components", _add_components, cmd_components),
+    ("describe", _add_describe, cmd_describe),
+    ("validate", _add_validate, cmd_validate),
+    ("schema", _add_schema, cmd_schema),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gancr",
+        description="GAN-based image style transfer that keeps the content of the input image.",
+    )
+    parser.add_argument("--version", action="version", version=f"gancr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for _, add, _ in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    command = {name: fn for name, _, fn in COMMANDS}[args.command]
+    try:
+        return command(args)
+    except SpecError as exc:
+        print(f"gancr {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GancrError as exc:
+        print(f"gancr {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"gancr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

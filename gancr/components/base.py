@@ -1,0 +1,255 @@
+"""What the parts of a trio promise each other: feature info, loss inputs, shared helpers."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gancr.errors import BuildError
+
+__all__ = [
+    "FeatureInfo",
+    "check_feature_info",
+    "Norm",
+    "norm_layer",
+    "OutputActivation",
+    "output_activation",
+    "pad_to_multiple",
+    "LossContext",
+    "ContentLoss",
+    "StyleBatch",
+    "StyleLoss",
+    "Balancer",
+    "as_list",
+    "warn_untrained",
+    "freeze",
+    "Frozen",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# Encoders state their features
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature map an encoder returns: channels, reduction (stride w.r.t. the input), name."""
+
+    channels: int
+    reduction: int
+    name: str = ""
+
+
+def check_feature_info(module: nn.Module, who: str) -> list[FeatureInfo]:
+    """Validate ``module.feature_info``: non-empty, positive channels, non-decreasing reductions."""
+    info = getattr(module, "feature_info", None)
+    if not info:
+        raise BuildError(f"{who} has no feature_info: an encoder must state its features")
+    info = list(info)
+    for i, f in enumerate(info):
+        if not isinstance(f, FeatureInfo) or f.channels <= 0 or f.reduction <= 0:
+            raise BuildError(f"{who}: feature_info[{i}] is not a valid FeatureInfo: {f!r}")
+        if i and f.reduction < info[i - 1].reduction:
+            raise BuildError(f"{who}: feature_info reductions must not decrease: {info!r}")
+    return info
+
+
+# ----------------------------------------------------------------------------------------
+# Layers shared by several components
+# ----------------------------------------------------------------------------------------
+
+Norm = Literal["batch", "instance", "none"]
+OutputActivation = Literal["tanh", "sigmoid", "none"]
+
+
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """A 2-d normalisation layer: ``batch``, ``instance`` (affine) or ``none``."""
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}: use batch, instance or none")
+
+
+class _Tanh01(nn.Module):
+    """``(tanh(x) + 1) / 2``: a tanh output mapped to images in [0, 1]."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(x) * 0.5 + 0.5
+
+
+def output_activation(name: str) -> nn.Module:
+    """The last activation of a decoder: ``tanh`` (rescaled to [0, 1]), ``sigmoid`` or ``none``."""
+    if name == "tanh":
+        return _Tanh01()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown output activation {name!r}: use tanh, sigmoid or none")
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad ``(B, C, H, W)`` at the bottom and right so H and W are multiples of ``multiple``.
+
+    Reflection where the image is large enough, replication otherwise.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def as_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """Discriminator outputs as a list (one tensor per scale)."""
+    return [x] if isinstance(x, Tensor) else list(x)
+
+
+class Frozen(nn.Module):
+    """Mix-in for modules with a ``frozen`` flag: frozen ones stay in eval mode."""
+
+    frozen: bool = False
+
+    def train(self, mode: bool = True) -> Frozen:
+        return super().train(mode and not self.frozen)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients to ``module``'s parameters (returns it)."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+_warned_untrained: set[str] = set()
+
+
+def warn_untrained(encoder: nn.Module, who: str) -> None:
+    """Warn once per component when a loss compares features of an untrained encoder."""
+    if getattr(encoder, "pretrained", False) or who in _warned_untrained:
+        return
+    _warned_untrained.add(who)
+    warnings.warn(
+        f"{who} uses a randomly initialised encoder: its features are untrained, so the "
+        "loss measures random projections. Set pretrained: true (online) or weights: <file>.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossContext:
+    """What content losses may use besides ``x`` and ``y``: the content net, a feature memo."""
+
+    content_net: nn.Module | None = None
+    _memo: dict[tuple[int, int], Any] = field(default_factory=dict)
+
+    def features(self, encoder: Callable[[Tensor], list[Tensor]], image: Tensor) -> list[Tensor]:
+        """``encoder(image)``, computed once per (encoder, image) in this step."""
+        key = (id(encoder), id(image))
+        if key not in self._memo:
+            self._memo[key] = (image, encoder(image))  # keep image alive so ids stay unique
+        return self._memo[key][1]
+
+
+class ContentLoss(nn.Module):
+    """A content-retention loss: ``forward(x, y, context) -> scalar``.
+
+    ``x`` is the input ``(B, 3, H, W)`` in [0, 1] and ``y`` its stylisation (or the content
+    net's reconstruction) of the same shape.
+    """
+
+    #: Whether the content net's reconstruction loss ``L_c(x, C(x))`` may use this loss
+    #: (pixel-level losses do; a loss in the content net's own features does not).
+    reconstruction: bool = True
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class StyleBatch:
+    """One step's inputs of the style losses: real style images, fakes, the discriminator.
+
+    Discriminator outputs are computed once per batch and shared by every style loss.
+    ``real`` requires grad when a loss needs gradients w.r.t. real images (R1).
+    """
+
+    def __init__(self, real: Tensor, fake: Tensor, discriminator: nn.Module):
+        self.real = real
+        self.fake = fake
+        self.discriminator = discriminator
+        self._d_real: list[Tensor] | None = None
+        self._d_fake: list[Tensor] | None = None
+
+    def d_real(self) -> list[Tensor]:
+        """The discriminator's logits on the real images (a list: one per scale)."""
+        if self._d_real is None:
+            self._d_real = as_list(self.discriminator(self.real))
+        return self._d_real
+
+    def d_fake(self) -> list[Tensor]:
+        """The discriminator's logits on the fakes (a list: one per scale)."""
+        if self._d_fake is None:
+            self._d_fake = as_list(self.discriminator(self.fake))
+        return self._d_fake
+
+
+class StyleLoss(nn.Module):
+    """A style loss: adversarial (both sides) or a statistic of style features.
+
+    ``generator_loss`` is minimised by the generator, ``discriminator_loss`` by the
+    discriminator; either returns ``None`` when the loss has no such side.
+    """
+
+    #: True when ``discriminator_loss`` needs gradients w.r.t. the real images.
+    needs_real_grad: bool = False
+    #: True when the loss calls the discriminator (so the trainer trains one).
+    adversarial: bool = True
+
+    def generator_loss(self, batch: StyleBatch) -> Tensor | None:
+        return None
+
+    def discriminator_loss(self, batch: StyleBatch) -> Tensor | None:
+        return None
+
+
+# ----------------------------------------------------------------------------------------
+# Balancers
+# ----------------------------------------------------------------------------------------
+
+
+class Balancer(nn.Module):
+    """Combines the content and style losses of a joint stage into one objective.
+
+    ``combine`` returns the total loss and the weights it used (logged every step).
+    ``last_layer`` is the generator's last layer weight, for balancers that look at
+    gradient norms; ``step`` the global step.
+    """
+
+    def combine(
+        self,
+        content: Tensor,
+        style: Tensor,
+        *,
+        w_c: float,
+        w_g: float,
+        last_layer: Tensor | None = None,
+        step: int = 0,
+    ) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError

@@ -1,0 +1,216 @@
+"""Content losses: how much of the input ``x`` survives in its stylisation ``y``.
+
+Every loss maps ``x, y`` of shape ``(B, 3, H, W)`` in [0, 1] (and a
+:class:`~gancr.components.base.LossContext`) to a scalar. The trainer also uses the
+pixel-level ones for the content net's reconstruction ``L_c(x, C(x))``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from gancr.components.base import ContentLoss, LossContext, freeze, warn_untrained
+from gancr.errors import GancrError
+from gancr.registry import ComponentParams, Registry
+from gancr.spec import Slot
+
+__all__ = [
+    "MSELoss",
+    "L1Loss",
+    "PerceptualLoss",
+    "SSIMLoss",
+    "EdgeLoss",
+    "ColorLoss",
+    "ContentNetLoss",
+    "register",
+]
+
+Distance = Literal["l1", "mse"]
+
+
+def _distance(kind: str, a: Tensor, b: Tensor) -> Tensor:
+    return F.l1_loss(a, b) if kind == "l1" else F.mse_loss(a, b)
+
+
+class MSELoss(ContentLoss):
+    """Mean squared pixel difference ``mean((x - y)^2)``."""
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        return F.mse_loss(y, x)
+
+
+class L1Loss(ContentLoss):
+    """Mean absolute pixel difference ``mean(|x - y|)``."""
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        return F.l1_loss(y, x)
+
+
+class PerceptualParams(ComponentParams):
+    encoder: Slot["encoder"] = Field(
+        {"name": "vgg19", "layer": "relu3_1"}, validate_default=True,
+        description="any registered encoder (frozen); its pretrained weights matter",
+    )
+    layers: list[str] | None = Field(None, description="feature names to compare (default: all)")
+    distance: Distance = "l1"
+
+
+class PerceptualLoss(ContentLoss):
+    """Feature distance through a frozen encoder: ``mean_l d(E_l(x), E_l(y))`` (Johnson et al. 2016)."""
+
+    def __init__(self, encoder: object = None, layers: list[str] | None = None, distance: str = "l1"):
+        super().__init__()
+        from gancr.build import build_component
+
+        self.encoder = freeze(build_component("encoder", encoder or {"name": "vgg19", "layer": "relu3_1"}))
+        self.encoder.eval()
+        names = [f.name for f in self.encoder.feature_info]
+        if layers is None:
+            self.indices = list(range(len(names)))
+        else:
+            unknown = [n for n in layers if n not in names]
+            if unknown:
+                raise ValueError(f"layers {unknown} are not among the encoder's features {names}")
+            self.indices = [names.index(n) for n in layers]
+        self.distance = distance
+        warn_untrained(self.encoder, "content loss 'perceptual'")
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        context = context or LossContext()
+        with torch.no_grad():
+            fx = context.features(self.encoder, x)
+        fy = self.encoder(y)
+        return torch.stack([_distance(self.distance, fy[i], fx[i].detach()) for i in self.indices]).mean()
+
+
+class SSIMParams(ComponentParams):
+    window_size: int = Field(11, ge=3, description="odd Gaussian window size")
+
+
+class SSIMLoss(ContentLoss):
+    """Structural dissimilarity ``(1 - SSIM(x, y)) / 2`` (kornia), in [0, 1]."""
+
+    def __init__(self, window_size: int = 11):
+        super().__init__()
+        if window_size % 2 == 0:
+            raise ValueError(f"window_size must be odd, got {window_size}")
+        self.window_size = window_size
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        from kornia.losses import ssim_loss
+
+        return ssim_loss(y, x, self.window_size)
+
+
+class EdgeParams(ComponentParams):
+    mode: Literal["sobel", "canny"] = Field(
+        "sobel", description="sobel: compare gradient magnitudes; canny: keep the input's Canny edges"
+    )
+    low_threshold: float = Field(0.1, gt=0, lt=1, description="canny")
+    high_threshold: float = Field(0.2, gt=0, lt=1, description="canny")
+
+
+def _gray(img: Tensor) -> Tensor:
+    from kornia.color import rgb_to_grayscale
+
+    return rgb_to_grayscale(img)
+
+
+class EdgeLoss(ContentLoss):
+    """Edges kept: L1 of Sobel magnitudes, or of magnitudes on the input's Canny edges (kornia)."""
+
+    def __init__(self, mode: str = "sobel", low_threshold: float = 0.1, high_threshold: float = 0.2):
+        super().__init__()
+        if low_threshold >= high_threshold:
+            raise ValueError(f"low_threshold {low_threshold} must be below high_threshold {high_threshold}")
+        self.mode, self.low, self.high = mode, low_threshold, high_threshold
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        from kornia.filters import canny, sobel
+
+        mag_x = sobel(_gray(x))
+        mag_y = sobel(_gray(y))
+        if self.mode == "sobel":
+            return F.l1_loss(mag_y, mag_x)
+        with torch.no_grad():
+            _, edges = canny(_gray(x).float(), self.low, self.high)
+        # the input's Canny edges must stay edges in y: compare magnitudes there
+        weight = edges.to(mag_y.dtype)
+        return (weight * (mag_y - mag_x).abs()).sum() / weight.sum().clamp_min(1.0)
+
+
+class ColorParams(ComponentParams):
+    space: Literal["lab", "ycbcr"] = "lab"
+    blur: float = Field(0.0, ge=0, description="Gaussian sigma before comparing (0: none)")
+
+
+class ColorLoss(ContentLoss):
+    """Chroma distance: L1 between the a/b (Lab) or Cb/Cr (YCbCr) channels of x and y."""
+
+    def __init__(self, space: str = "lab", blur: float = 0.0):
+        super().__init__()
+        self.space, self.blur = space, blur
+
+    def _chroma(self, img: Tensor) -> Tensor:
+        from kornia.color import rgb_to_lab, rgb_to_ycbcr
+
+        img = img.float()
+        if self.blur > 0:
+            from kornia.filters import gaussian_blur2d
+
+            k = 2 * int(3 * self.blur) + 1
+            img = gaussian_blur2d(img, (k, k), (self.blur, self.blur))
+        if self.space == "lab":
+            return rgb_to_lab(img.clamp(0, 1))[:, 1:] / 128.0
+        return rgb_to_ycbcr(img)[:, 1:]
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        return F.l1_loss(self._chroma(y), self._chroma(x))
+
+
+class ContentNetParams(ComponentParams):
+    layers: list[int] | None = Field(
+        None, description="indices of the content net's encoder features (default: the deepest)"
+    )
+    distance: Distance = "l1"
+
+
+class ContentNetLoss(ContentLoss):
+    """The paper's content-retention term ``d(E_c(x), E_c(y))`` in the content net's features."""
+
+    reconstruction = False  # not used for the content net's own reconstruction
+
+    def __init__(self, layers: list[int] | None = None, distance: str = "l1"):
+        super().__init__()
+        self.layers, self.distance = layers, distance
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        net = context.content_net if context is not None else None
+        if net is None:
+            raise GancrError(
+                "content loss 'content_net' needs the content net: pass LossContext(content_net=...)"
+            )
+        fx = context.features(net.features, x)
+        fy = net.features(y)
+        indices = self.layers if self.layers is not None else [len(fy) - 1]
+        return torch.stack([_distance(self.distance, fy[i], fx[i]) for i in indices]).mean()
+
+
+def register(registry: Registry) -> None:
+    registry.register("content_loss", "mse", MSELoss, aliases=("l2",))
+    registry.register("content_loss", "l1", L1Loss)
+    registry.register("content_loss", "perceptual", PerceptualLoss, params=PerceptualParams)
+    registry.register("content_loss", "ssim", SSIMLoss, params=SSIMParams)
+    registry.register("content_loss", "edge", EdgeLoss, params=EdgeParams)
+    registry.register("content_loss", "color", ColorLoss, params=ColorParams)
+    registry.register("content_loss", "content_net", ContentNetLoss, params=ContentNetParams)

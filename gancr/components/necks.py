@@ -1,0 +1,72 @@
+"""Necks: the style-generation sub-network between encoder and decoder, at the bottleneck.
+
+A neck maps the encoder's deepest feature ``(B, C, h, w)`` to ``(B, out_channels, h, w)``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from gancr.components.base import Norm, norm_layer
+from gancr.registry import ComponentParams, Registry
+
+__all__ = ["IdentityNeck", "ResBlocks", "ResBlock", "register"]
+
+
+class IdentityNeck(nn.Identity):
+    """No neck: the encoder's deepest feature goes straight to the decoder."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.in_channels = self.out_channels = channels
+
+
+class ResBlock(nn.Module):
+    """``x + conv(relu(norm(conv(x))))`` with reflection padding (CycleGAN's residual block)."""
+
+    def __init__(self, channels: int, norm: str = "instance"):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=norm != "batch"),
+            norm_layer(norm, channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=norm != "batch"),
+            norm_layer(norm, channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResBlocksParams(ComponentParams):
+    blocks: int = Field(4, ge=0, description="number of residual blocks (CycleGAN uses 9)")
+    norm: Norm = "instance"
+    in_channels: int | None = Field(
+        None, gt=0, description="expected input channels (default: whatever the encoder gives)"
+    )
+
+
+class ResBlocks(nn.Module):
+    """``blocks`` residual blocks at the bottleneck: the paper's style generation sub-network.
+
+    Example:
+        >>> import torch
+        >>> ResBlocks(channels=16, blocks=2)(torch.rand(1, 16, 8, 8)).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(self, channels: int, blocks: int = 4, norm: str = "instance", in_channels: int | None = None):
+        super().__init__()
+        self.in_channels = self.out_channels = in_channels or channels
+        self.blocks = nn.Sequential(*(ResBlock(self.in_channels, norm) for _ in range(blocks)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(x)
+
+
+def register(registry: Registry) -> None:
+    registry.register("neck", "identity", IdentityNeck, aliases=("none",))
+    registry.register("neck", "resblocks", ResBlocks, params=ResBlocksParams)

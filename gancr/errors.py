@@ -1,0 +1,56 @@
+"""The exceptions gancr raises for a user's mistake; each message names the place."""
+
+from __future__ import annotations
+
+__all__ = [
+    "GancrError",
+    "UnknownComponentError",
+    "DuplicateComponentError",
+    "PluginError",
+    "SpecError",
+    "BuildError",
+    "CheckpointError",
+]
+
+
+class GancrError(Exception):
+    """Base class of gancr's user-facing errors (the command line prints them without a traceback)."""
+
+
+class UnknownComponentError(GancrError, KeyError):
+    """A component name that no loaded plugin registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateComponentError(GancrError, ValueError):
+    """Two registrations under one name (or alias) of one kind."""
+
+
+class PluginError(GancrError):
+    """A plugin failed to load or to register (fatal only with ``GANCR_STRICT_PLUGINS=1``)."""
+
+
+class SpecError(GancrError, ValueError):
+    """A spec that does not validate. ``errors`` holds ``(path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]], source: str | None = None):
+        self.errors = list(errors)
+        self.source = source
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = f" in {self.source}" if self.source else ""
+        n = len(self.errors)
+        lines = [f"{n} error{'s' if n != 1 else ''} in spec{where}:"]
+        lines += [f"  {path or '<root>'}: {message}" for path, message in self.errors]
+        return "\n".join(lines)
+
+
+class BuildError(GancrError, ValueError):
+    """Parts of a spec that cannot be assembled (shapes, channels, missing pieces)."""
+
+
+class CheckpointError(GancrError):
+    """A checkpoint that cannot be loaded safely (missing, corrupt, or holding code)."""

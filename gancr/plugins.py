@@ -1,0 +1,341 @@
+"""The plugin manager: built-ins, entry points of group ``gancr``, blocking, isolation.
+
+The manager works in a fixed order (as tox does):
+
+1. block the plugins named in ``GANCR_DISABLE_PLUGINS`` (comma-separated plugin names);
+2. load every entry point of group ``gancr`` (its name is the plugin's name);
+3. register the built-in plugins (:data:`DEFAULT_PLUGINS`, gancr's own components);
+4. check that every hook implementation matches a specification (``check_pending``).
+
+A plugin that fails to import, whose hook implementations are misspelt, that is outside the
+supported plugin API range, or that raises inside ``gancr_register_components``, gives one
+warning naming it and its error, and is left out; everything else keeps working. With
+``GANCR_STRICT_PLUGINS=1`` each of these is a :class:`~gancr.errors.PluginError` instead.
+
+The registry is rebuilt from the plugins whenever they change, so a plugin registered for
+the duration of a test (:func:`registered_plugin`) is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pluggy
+
+from gancr import hookspecs
+from gancr.errors import PluginError
+from gancr.registry import PluginInfo, Registry
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginWarning",
+    "get_plugin_manager",
+    "get_registry",
+    "registered_plugin",
+    "register_plugin",
+    "unregister_plugin",
+    "reset",
+    "plugin_failures",
+    "register_python_component",
+]
+
+#: The plugin API that this gancr provides. A plugin may declare the range it supports as
+#: a module attribute ``GANCR_PLUGIN_API = ">=1,<2"`` (a PEP 440 specifier).
+PLUGIN_API_VERSION = "1.0"
+
+ENTRY_POINT_GROUP = "gancr"
+
+#: Plugins that ship with gancr, as (plugin name, module).
+DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (("builtin", "gancr.components"),)
+
+_lock = threading.RLock()
+_manager: pluggy.PluginManager | None = None
+_registry: Registry | None = None
+_infos: dict[str, PluginInfo] = {}
+_failures: dict[str, str] = {}
+_python_plugins: list[str] = []
+
+
+class PluginWarning(UserWarning):
+    """A plugin was left out because it failed; the message names it and its error."""
+
+
+def _strict() -> bool:
+    return os.environ.get("GANCR_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _disabled() -> list[str]:
+    raw = os.environ.get("GANCR_DISABLE_PLUGINS", "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def _fail(name: str, what: str, exc: BaseException | str, *, strict: bool | None = None) -> None:
+    """Record a plugin failure: a warning, or a PluginError when strict."""
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else exc
+    message = f"gancr plugin {name!r} {what} and was left out: {detail}"
+    _failures[name] = message
+    if _strict() if strict is None else strict:
+        raise PluginError(message + " (GANCR_STRICT_PLUGINS is set)") from (
+            exc if isinstance(exc, BaseException) else None
+        )
+    warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+def _api_mismatch(plugin: Any) -> str | None:
+    """The reason ``plugin`` does not support this plugin API, or None."""
+    wanted = getattr(plugin, "GANCR_PLUGIN_API", None)
+    if wanted is None:
+        return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        if PLUGIN_API_VERSION in SpecifierSet(str(wanted)):
+            return None
+    except InvalidSpecifier:
+        return f"its GANCR_PLUGIN_API {wanted!r} is not a version specifier"
+    return f"it supports gancr plugin API {wanted}, this gancr provides {PLUGIN_API_VERSION}"
+
+
+def _check_hooks(pm: pluggy.PluginManager, name: str) -> None:
+    """Raise PluginValidationError when ``name`` implements a hook that is not specified."""
+    plugin = pm.get_plugin(name)
+    for hook in pm.get_hookcallers(plugin) or []:
+        if not hook.has_spec():
+            for impl in hook.get_hookimpls():
+                if impl.plugin is plugin and not impl.hookimpl_config.get("optionalhook"):
+                    import difflib
+
+                    close = difflib.get_close_matches(
+                        hook.name, [n for n in dir(hookspecs) if n.startswith("gancr_")], n=1
+                    )
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise pluggy.PluginValidationError(
+                        plugin, f"unknown hook {hook.name!r}{hint}"
+                    )
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo, *, strict: bool | None) -> bool:
+    """Register one plugin object; on failure warn (or raise) and leave it out."""
+    reason = _api_mismatch(plugin)
+    if reason:
+        # Outside the supported range: loads, but says so.
+        warnings.warn(
+            f"gancr plugin {info.name!r} may not work: {reason}", PluginWarning, stacklevel=3
+        )
+    try:
+        pm.register(plugin, name=info.name)
+        _check_hooks(pm, info.name)
+    except Exception as exc:  # noqa: BLE001 - isolation is the point
+        if pm.get_plugin(info.name) is not None:
+            pm.unregister(name=info.name)
+        _fail(info.name, "has invalid hook implementations", exc, strict=strict)
+        return False
+    _infos[info.name] = info
+    return True
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    seen: set[str] = set()
+    eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    for ep in eps:
+        if ep.name in seen or pm.is_blocked(ep.name):
+            continue
+        seen.add(ep.name)
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(
+            name=ep.name,
+            distribution=dist.metadata["Name"] if dist is not None else None,
+            version=dist.version if dist is not None else None,
+        )
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken package must not break gancr
+            _fail(ep.name, f"(entry point {ep.value!r}) failed to import", exc)
+            continue
+        info = PluginInfo(info.name, info.distribution, info.version, getattr(plugin, "GANCR_PLUGIN_API", None))
+        _register(pm, plugin, info, strict=None)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, created (and plugins loaded) on first use."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            pm.add_hookspecs(hookspecs)
+            for name in _disabled():
+                pm.set_blocked(name)
+            _load_entry_points(pm)
+            for name, module in DEFAULT_PLUGINS:
+                if not pm.is_blocked(name):
+                    _register(pm, importlib.import_module(module), PluginInfo(name, "gancr", _version()), strict=True)
+            pm.check_pending()
+            _manager = pm
+        return _manager
+
+
+def _version() -> str:
+    from gancr import __version__
+
+    return __version__
+
+
+def _ordered_plugin_names(pm: pluggy.PluginManager) -> list[str]:
+    """Built-ins first, then entry points by name, then plugins registered from Python."""
+    builtin = [n for n, _ in DEFAULT_PLUGINS if pm.get_plugin(n) is not None]
+    python = [n for n in _python_plugins if pm.get_plugin(n) is not None]
+    others = sorted(
+        n for n, _ in pm.list_name_plugin() if n not in builtin and n not in python and n is not None
+    )
+    return builtin + others + python
+
+
+def get_registry() -> Registry:
+    """The registry of every component of every loaded plugin (rebuilt when plugins change)."""
+    global _registry
+    with _lock:
+        if _registry is not None:
+            return _registry
+        pm = get_plugin_manager()
+        registry = Registry()
+        names = _ordered_plugin_names(pm)
+        registry.plugins = {n: _infos.get(n, PluginInfo(n)) for n in names}
+        impls = {i.plugin_name: i.function for i in pm.hook.gancr_register_components.get_hookimpls()}
+        for name in names:
+            impl = impls.get(name)
+            if impl is None or name in _failures:
+                continue
+            registry._current_plugin = name
+            try:
+                impl(registry=registry)
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                registry._drop_plugin(name)
+                del registry.plugins[name]
+                if name in _python_plugins or name in dict(DEFAULT_PLUGINS):
+                    raise  # registered from code (or gancr's own): the caller sees the error
+                _fail(name, "raised in gancr_register_components", exc)
+            finally:
+                registry._current_plugin = "<python>"
+        _registry = registry
+        return registry
+
+
+def plugin_failures() -> dict[str, str]:
+    """Plugins left out in this process, with the reason (as warned)."""
+    get_registry()
+    return dict(_failures)
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> str:
+    """Register a plugin object from Python (errors are raised, not warned). Returns its name."""
+    with _lock:
+        pm = get_plugin_manager()
+        name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin):x}"
+        if pm.get_plugin(name) is not None or pm.is_registered(plugin):
+            raise PluginError(f"a gancr plugin named {name!r} is already registered")
+        _failures.pop(name, None)
+        _register(pm, plugin, PluginInfo(name, api=getattr(plugin, "GANCR_PLUGIN_API", None)), strict=True)
+        _python_plugins.append(name)
+        _invalidate()
+        try:
+            get_registry()
+        except Exception:
+            unregister_plugin(name)
+            raise
+        return name
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin`."""
+    with _lock:
+        pm = get_plugin_manager()
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+        if name in _python_plugins:
+            _python_plugins.remove(name)
+        _infos.pop(name, None)
+        _failures.pop(name, None)
+        _invalidate()
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[str]:
+    """Register ``plugin`` for the duration of a ``with`` block (for tests), then remove it.
+
+    Example:
+        >>> import gancr
+        >>> class MyPlugin:
+        ...     @gancr.hookimpl
+        ...     def gancr_register_components(self, registry):
+        ...         registry.register("neck", "doctest_neck", lambda channels: None)
+        >>> with registered_plugin(MyPlugin(), "doctest"):
+        ...     "doctest_neck" in gancr.list_components("neck")
+        True
+        >>> "doctest_neck" in gancr.list_components("neck")
+        False
+    """
+    registered = register_plugin(plugin, name)
+    try:
+        yield registered
+    finally:
+        unregister_plugin(registered)
+
+
+class _PythonComponents:
+    """The ``python`` plugin: components registered with ``gancr.registry.register`` in code."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    @hookspecs.hookimpl
+    def gancr_register_components(self, registry: Registry) -> None:
+        for args, kwargs in self.calls:
+            registry.register(*args, **kwargs)
+
+
+_python_components = _PythonComponents()
+PYTHON_PLUGIN = "python"
+
+
+def register_python_component(kind: str, name: str, factory: Any, **kwargs: Any) -> None:
+    """Add a component to the ``python`` plugin (raises at once on a bad or duplicate name)."""
+    with _lock:
+        pm = get_plugin_manager()
+        if pm.get_plugin(PYTHON_PLUGIN) is None:
+            pm.register(_python_components, name=PYTHON_PLUGIN)
+            _python_plugins.append(PYTHON_PLUGIN)
+        call = ((kind, name, factory), kwargs)
+        _python_components.calls.append(call)
+        _invalidate()
+        try:
+            get_registry()
+        except Exception:
+            _python_components.calls.remove(call)
+            _invalidate()
+            raise
+
+
+def _invalidate() -> None:
+    global _registry
+    _registry = None
+
+
+def reset() -> None:
+    """Forget every plugin; the next use reloads them (re-reading the environment)."""
+    global _manager
+    with _lock:
+        _manager = None
+        _infos.clear()
+        _failures.clear()
+        _python_plugins.clear()
+        _python_components.calls.clear()
+        _invalidate()
