@@ -34,7 +34,6 @@ _LAZY = {
     "load_spec": "gancr.spec",
     "apply_overrides": "gancr.spec",
     "default_spec": "gancr.spec",
-    "build": "gancr.build",
     "build_component": "gancr.build",
     "build_losses": "gancr.build",
     "Trio": "gancr.build",
@@ -52,7 +51,7 @@ _LAZY = {
     "CheckpointError": "gancr.errors",
 }
 
-__all__ = ["__version__", "hookimpl", "list_components", "registry", *_LAZY]
+__all__ = ["__version__", "hookimpl", "list_components", "registry", "build", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancr.build import ContentNet, Generator, Trio, build, build_component, build_losses
@@ -85,6 +84,8 @@ def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
 def __getattr__(name: str) -> Any:
     if name == "registry":  # the module gancr.registry: register / get / list
         return importlib.import_module("gancr.registry")
+    if name == "build":  # the module gancr.build, callable as build(spec) (see there)
+        return importlib.import_module("gancr.build")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gancr' has no attribute {name!r}")

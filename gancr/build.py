@@ -9,6 +9,9 @@ work fails here, with both parts and their channels named, not deep inside torch
 
 from __future__ import annotations
 
+import inspect
+import sys
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -175,7 +178,7 @@ def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> N
             y = net(x)
     except GancrError:
         raise
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         channels = ", ".join(f"{f.name or i}: {f.channels}ch/{f.reduction}x" for i, f in enumerate(info))
         raise BuildError(f"{where}: the parts do not fit together ({parts}; encoder features {channels}): {exc}") from None
     finally:
@@ -211,7 +214,9 @@ def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> Non
     try:
         with torch.no_grad():
             out = discriminator(x)
-    except RuntimeError as exc:
+    except GancrError:
+        raise
+    except (RuntimeError, ValueError) as exc:
         raise BuildError(
             f"model.discriminator: {_describe(dspec)} fails on a {size}x{size} image "
             f"(training.image_size): {exc}"
@@ -263,3 +268,19 @@ def build_losses(spec: Spec) -> Losses:
     style = [(item.weight, build_component("style_loss", item)) for item in spec.losses.style]
     balancer = build_component("balancer", spec.training.balancer)
     return Losses(content=content, reconstruction=reconstruction, style=style, balancer=balancer)
+
+
+class _CallableModule(types.ModuleType):
+    """``gancr.build`` is this module *and* the function :func:`build`.
+
+    Importing a submodule makes it an attribute of its package, so ``gancr.build`` is this
+    module as soon as anything has imported it (``from gancr.build import ...``), which
+    would hide the public ``gancr.build(spec)``. Calling the module calls :func:`build`.
+    """
+
+    def __call__(self, spec: Any) -> Trio:
+        return build(spec)
+
+
+__signature__ = inspect.signature(build)
+sys.modules[__name__].__class__ = _CallableModule

@@ -46,6 +46,7 @@ __all__ = [
     "reset",
     "plugin_failures",
     "register_python_component",
+    "call_hook",
 ]
 
 #: The plugin API that this gancr provides. A plugin may declare the range it supports as
@@ -83,10 +84,10 @@ def _fail(name: str, what: str, exc: BaseException | str, *, strict: bool | None
     detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else exc
     message = f"gancr plugin {name!r} {what} and was left out: {detail}"
     _failures[name] = message
-    if _strict() if strict is None else strict:
-        raise PluginError(message + " (GANCR_STRICT_PLUGINS is set)") from (
-            exc if isinstance(exc, BaseException) else None
-        )
+    env_strict = _strict()
+    if env_strict if strict is None else strict:
+        suffix = " (GANCR_STRICT_PLUGINS is set)" if env_strict else ""
+        raise PluginError(message + suffix) from (exc if isinstance(exc, BaseException) else None)
     warnings.warn(message, PluginWarning, stacklevel=3)
 
 
@@ -111,7 +112,7 @@ def _check_hooks(pm: pluggy.PluginManager, name: str) -> None:
     for hook in pm.get_hookcallers(plugin) or []:
         if not hook.has_spec():
             for impl in hook.get_hookimpls():
-                if impl.plugin is plugin and not impl.hookimpl_config.get("optionalhook"):
+                if impl.plugin is plugin and not impl.optionalhook:
                     import difflib
 
                     close = difflib.get_close_matches(
@@ -193,8 +194,8 @@ def _ordered_plugin_names(pm: pluggy.PluginManager) -> list[str]:
     """Built-ins first, then entry points by name, then plugins registered from Python."""
     builtin = [n for n, _ in DEFAULT_PLUGINS if pm.get_plugin(n) is not None]
     python = [n for n in _python_plugins if pm.get_plugin(n) is not None]
-    others = sorted(
-        n for n, _ in pm.list_name_plugin() if n not in builtin and n not in python and n is not None
+    others = sorted(  # blocked names are listed with plugin None
+        n for n, p in pm.list_name_plugin() if n not in builtin and n not in python and p is not None
     )
     return builtin + others + python
 
@@ -207,7 +208,7 @@ def get_registry() -> Registry:
             return _registry
         pm = get_plugin_manager()
         registry = Registry()
-        names = _ordered_plugin_names(pm)
+        names = [n for n in _ordered_plugin_names(pm) if n not in _failures]  # left out: not loaded
         registry.plugins = {n: _infos.get(n, PluginInfo(n)) for n in names}
         impls = {i.plugin_name: i.function for i in pm.hook.gancr_register_components.get_hookimpls()}
         for name in names:
@@ -243,7 +244,11 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
         if pm.get_plugin(name) is not None or pm.is_registered(plugin):
             raise PluginError(f"a gancr plugin named {name!r} is already registered")
         _failures.pop(name, None)
-        _register(pm, plugin, PluginInfo(name, api=getattr(plugin, "GANCR_PLUGIN_API", None)), strict=True)
+        try:
+            _register(pm, plugin, PluginInfo(name, api=getattr(plugin, "GANCR_PLUGIN_API", None)), strict=True)
+        except PluginError:
+            _failures.pop(name, None)  # raised to the caller, not left out with a warning
+            raise
         _python_plugins.append(name)
         _invalidate()
         try:
@@ -322,6 +327,32 @@ def register_python_component(kind: str, name: str, factory: Any, **kwargs: Any)
             _python_components.calls.remove(call)
             _invalidate()
             raise
+
+
+_hook_failures_warned: set[tuple[str, str]] = set()
+
+
+def call_hook(name: str, **kwargs: Any) -> None:
+    """Call hook ``name`` on every plugin, each in isolation.
+
+    A plugin that raises gets one warning per hook naming it (a PluginError when
+    ``GANCR_STRICT_PLUGINS=1``); the other plugins' implementations still run.
+    """
+    hook = getattr(get_plugin_manager().hook, name)
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames if arg in kwargs})
+        except Exception as exc:  # noqa: BLE001 - a logger plugin must not stop training
+            if _strict():
+                raise PluginError(f"gancr plugin {impl.plugin_name!r} raised in {name}: {exc}") from exc
+            if (impl.plugin_name, name) not in _hook_failures_warned:
+                _hook_failures_warned.add((impl.plugin_name, name))
+                warnings.warn(
+                    f"gancr plugin {impl.plugin_name!r} raised in {name} "
+                    f"({type(exc).__name__}: {exc}); its later errors in this hook are not repeated",
+                    PluginWarning,
+                    stacklevel=2,
+                )
 
 
 def _invalidate() -> None:

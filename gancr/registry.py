@@ -109,6 +109,9 @@ class Registry:
     _entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     _aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
     _current_plugin: str = "<python>"
+    #: Incremented on every change, so that what was derived from the entries (the bound
+    #: spec models) is rebuilt after a late registration.
+    _generation: int = 0
 
     # -- registering ------------------------------------------------------------------------
 
@@ -186,6 +189,7 @@ class Registry:
         self._entries[kind][name] = entry
         for alias in aliases:
             self._aliases[kind][alias] = name
+        self._generation += 1
         return factory
 
     # -- looking up -------------------------------------------------------------------------
@@ -273,6 +277,7 @@ class Registry:
                 del self._entries[kind][name]
             for alias in [a for a, n in self._aliases[kind].items() if n not in self._entries[kind]]:
                 del self._aliases[kind][alias]
+        self._generation += 1
 
     # -- helpers ----------------------------------------------------------------------------
 

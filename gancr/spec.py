@@ -249,6 +249,7 @@ class TrainingSpec(_Section):
         10, ge=1, description="consecutive skipped (non-finite) steps before the run stops"
     )
     workers: int = Field(0, ge=0, description="data loader worker processes")
+    tensorboard: bool = Field(True, description="write TensorBoard logs when tensorboard is installed")
 
     @property
     def total_steps(self) -> int:
@@ -265,6 +266,10 @@ class DataSpec(_Section):
     )
     crop_scale: tuple[float, float] = (0.5, 1.0)
     flip: bool = True
+    style_hue: float = Field(
+        0.0, ge=0, le=0.5,
+        description="rotate style samples' hue by up to this fraction of the colour circle",
+    )
     cache: bool = True
 
     @field_validator("crop_scale")
@@ -549,7 +554,7 @@ class _Bound:
 
 
 _bound_lock = threading.RLock()
-_bound_cache: tuple[Registry, _Bound] | None = None
+_bound_cache: tuple[Registry, int, _Bound] | None = None
 
 
 def _bound(registry: Registry | None = None) -> _Bound:
@@ -558,9 +563,9 @@ def _bound(registry: Registry | None = None) -> _Bound:
 
     registry = registry or get_registry()
     with _bound_lock:
-        if _bound_cache is None or _bound_cache[0] is not registry:
-            _bound_cache = (registry, _Bound(registry))
-        return _bound_cache[1]
+        if _bound_cache is None or _bound_cache[0] is not registry or _bound_cache[1] != registry._generation:
+            _bound_cache = (registry, registry._generation, _Bound(registry))
+        return _bound_cache[2]
 
 
 def spec_model(registry: Registry | None = None) -> type[Spec]:
@@ -581,26 +586,34 @@ def component_model(kind: str, name: str, registry: Registry | None = None) -> t
 
 
 def _is_tag(part: Any, cur: Any, last: bool, registry: Registry) -> bool:
-    """Whether ``part`` of an error's location is a union tag (a component's name)."""
-    if not (isinstance(cur, Mapping) and isinstance(part, str) and part not in cur):
+    """Whether ``part`` of an error's location is a union tag (a component's name).
+
+    Pydantic puts the tag first in the location of an error inside a component, so a part
+    that is the component's (canonical) name is the tag even when the component also has a
+    parameter of that name (the caller does not take two tags in a row).
+    """
+    if not (isinstance(cur, Mapping) and isinstance(part, str)):
         return False
     name = cur.get("name")
     if not isinstance(name, str):
         return False
-    if not last or part == name:
-        return True
-    return any(
+    if part == name or any(
         (entry := registry._lookup(kind, name)) is not None and entry.name == part for kind in KINDS
-    )
+    ):
+        return True
+    return part not in cur and not last
 
 
 def _clean_path(loc: tuple[Any, ...], data: Any, registry: Registry) -> tuple[list[Any], Any]:
     """Drop the union tags pydantic puts in ``loc``; returns (path, the value at the parent)."""
     path: list[Any] = []
     cur = data
+    after_tag = False
     for i, part in enumerate(loc):
-        if _is_tag(part, cur, i == len(loc) - 1, registry):
+        if not after_tag and _is_tag(part, cur, i == len(loc) - 1, registry):
+            after_tag = True  # the next part is a field of this component, never a tag
             continue
+        after_tag = False
         path.append(part)
         if isinstance(cur, Mapping):
             cur = cur.get(part)

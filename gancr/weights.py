@@ -36,12 +36,15 @@ def load_state_dict_file(path: str | os.PathLike[str], what: str = "weights") ->
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text:  # a class or function: code, not weights
             raise CheckpointError(
                 f"{what}: {p} holds Python objects besides tensors; refusing to unpickle it "
                 "(gancr loads weights only). Re-save it as a plain state dict or safetensors."
             ) from None
-        raise CheckpointError(f"{what}: cannot read {p}: {type(exc).__name__}: {exc}") from None
+        # any other failure of the weights-only unpickler: a corrupt or foreign file
+        detail = text.partition("WeightsUnpickler error:")[2].strip().split("\n")[0] or f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{what}: cannot read {p} (not a torch.save or safetensors file?): {detail}") from None
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -244,9 +244,25 @@ def test_save_overwrites_and_clips(tmp_path):
     assert torch.equal(load_image(tmp_path / "x.png"), torch.ones(3, 4, 4))
 
 
+def test_save_rgba_keeps_alpha_and_load_alpha_reads_it(tmp_path):
+    from gancr.data import load_alpha
+
+    rgba = torch.rand(4, 6, 9)
+    rgba[3, :, :4] = 0.0
+    rgba[3, :, 4:] = 1.0
+    save_image(rgba, tmp_path / "a.png")
+    alpha = load_alpha(tmp_path / "a.png")
+    assert alpha is not None and alpha.shape == (1, 6, 9)
+    assert torch.equal(alpha[0], rgba[3])
+    save_image(torch.rand(3, 6, 9), tmp_path / "b.png")
+    assert load_alpha(tmp_path / "b.png") is None
+    save_image(rgba, tmp_path / "c.jpg")  # JPEG has no alpha: saved as RGB
+    assert load_alpha(tmp_path / "c.jpg") is None
+
+
 def test_save_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"save_image: expected .*\(3, H, W\).*got \(4, 8, 8\)"):
-        save_image(torch.zeros(4, 8, 8), tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"save_image: expected .*\(3, H, W\).*got \(5, 8, 8\)"):
+        save_image(torch.zeros(5, 8, 8), tmp_path / "x.png")
     with pytest.raises(DataError, match=r"x\.gif.*unsupported extension"):
         save_image(torch.zeros(3, 8, 8), tmp_path / "x.gif")
 

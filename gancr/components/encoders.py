@@ -124,7 +124,11 @@ class VGG19Encoder(Frozen):
         if state is not None:
             # torchvision's keys are features.<index>.*; a features-only file has <index>.*
             state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-            state = {k: v for k, v in state.items() if int(k.split(".")[0]) <= stop}
+            # layers past `stop` are not built; keys that are not torchvision's stay in, so
+            # that load_state_dict reports them as unexpected
+            state = {
+                k: v for k, v in state.items() if not k.split(".")[0].isdigit() or int(k.split(".")[0]) <= stop
+            }
             missing, unexpected = features.load_state_dict(state, strict=False)
             if missing or unexpected:
                 raise BuildError(

@@ -1,0 +1,193 @@
+"""Stylising images with a trained generator: loading it safely, any image size, files in and out.
+
+A trained run is read from its ``generator.safetensors`` (written at the end of training),
+or from a checkpoint ``checkpoints/step_N.pt`` (read with ``weights_only=True``). The
+spec stored with the weights rebuilds the generator, so no code is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gancr.errors import CheckpointError, GancrError
+
+__all__ = ["load_generator", "load_content_net", "resolve_weights_path", "stylize", "stylize_tensor"]
+
+
+def resolve_weights_path(path: str | os.PathLike[str]) -> Path:
+    """A run directory, ``generator.safetensors`` or a checkpoint ``.pt`` -> the file to read.
+
+    A run directory gives its ``generator.safetensors`` when training finished, else its
+    newest complete checkpoint.
+    """
+    from gancr.training.checkpoint import latest_checkpoint
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / "generator.safetensors").is_file():
+            return p / "generator.safetensors"
+        ckpt = latest_checkpoint(p / "checkpoints")
+        if ckpt is None:
+            raise CheckpointError(f"{p} holds neither generator.safetensors nor a checkpoint in checkpoints/")
+        return ckpt
+    if not p.is_file():
+        raise CheckpointError(f"no run directory, generator file or checkpoint at {p}")
+    return p
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor] | None, dict[str, Tensor]]:
+    """(spec, generator state, EMA state or None, content-net state) from a weights file."""
+    from gancr.training.checkpoint import load_checkpoint, read_generator_file
+
+    if path.suffix == ".safetensors":
+        tensors, meta = read_generator_file(path)
+
+        def strip(prefix: str) -> dict[str, Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        ema = strip("ema/")
+        return meta["spec"], strip("generator/"), ema or None, strip("content_net/")
+    state = load_checkpoint(path)
+    models = state["models"]
+    gen = {k[len("generator."):]: v for k, v in models.items() if k.startswith("generator.")}
+    content = {k[len("content_net."):]: v for k, v in models.items() if k.startswith("content_net.")}
+    if "spec" not in state:
+        raise CheckpointError(f"{path} has no spec: it was not written by gancr's trainer")
+    return state["spec"], gen, state.get("ema") or None, content
+
+
+def _load(module: nn.Module, state: dict[str, Tensor], what: str, path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the {what} weights do not match its spec: {str(exc).splitlines()[0]}") from None
+
+
+def load_generator(path: str | os.PathLike[str], *, ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
+    """The trained generator of a run, in eval mode, with its spec as ``.spec``.
+
+    Args:
+        path: a run directory, its ``generator.safetensors``, or a checkpoint file.
+        ema: use the EMA weights when the run kept them (the default for inference).
+        device: where to put it.
+    """
+    from gancr.build import _build_generator
+    from gancr.spec import load_spec
+
+    file = resolve_weights_path(path)
+    spec_data, gen_state, ema_state, _ = _read(file)
+    spec = load_spec(spec_data)
+    generator = _build_generator(spec.model.generator)
+    _load(generator, ema_state if (ema and ema_state) else gen_state, "generator", file)
+    generator.spec = spec  # type: ignore[assignment]
+    generator.weights_path = file  # type: ignore[assignment]
+    generator.uses_ema = bool(ema and ema_state)  # type: ignore[assignment]
+    return generator.to(device).eval()
+
+
+def load_content_net(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+    """The trained content-retention net of a run (for reconstructions and feature distances)."""
+    from gancr.build import _build_content_net, _build_generator
+    from gancr.spec import load_spec
+
+    file = resolve_weights_path(path)
+    spec_data, gen_state, _, content_state = _read(file)
+    if not content_state:
+        raise CheckpointError(f"{file} holds no content-net weights")
+    spec = load_spec(spec_data)
+    generator = _build_generator(spec.model.generator)
+    _load(generator, gen_state, "generator", file)
+    net = _build_content_net(spec, generator)
+    _load(net, content_state, "content net", file)
+    return net.to(device).eval()
+
+
+@torch.no_grad()
+def stylize_tensor(generator: nn.Module, image: Tensor) -> Tensor:
+    """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size; same shape out."""
+    single = image.dim() == 3
+    x = image[None] if single else image
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise GancrError(f"stylize: expected an image of shape (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+    param = next(generator.parameters(), None)
+    device = param.device if param is not None else x.device
+    y = generator(x.to(device, torch.float32)).float().clamp(0, 1)
+    return y[0] if single else y
+
+
+def _inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
+    """(file, relative output path) for each image in the given files and folders."""
+    from gancr.data import _is_image_name, resolve_source
+
+    pairs: list[tuple[Path, Path]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in resolve_source(p):
+                pairs.append((f, f.relative_to(p.resolve()).with_suffix(".png")))
+        elif p.is_file():
+            if not _is_image_name(p.name):
+                raise GancrError(f"stylize: {p} is not an image file (jpg, png, webp, bmp, tiff)")
+            pairs.append((p, Path(p.stem + ".png")))
+        else:
+            raise GancrError(f"stylize: no such file or folder: {p}")
+    taken: dict[Path, int] = {}
+    out = []
+    for f, rel in pairs:  # two inputs with one name: photo.png, photo-1.png
+        n = taken.get(rel, 0)
+        taken[rel] = n + 1
+        out.append((f, rel if n == 0 else rel.with_name(f"{rel.stem}-{n}{rel.suffix}")))
+    return out
+
+
+def stylize(
+    inputs: Tensor | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    generator: nn.Module | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    ema: bool = True,
+    device: str = "auto",
+) -> Tensor | list[Path]:
+    """Stylise a tensor, or image files and folders, with a trained generator.
+
+    Args:
+        inputs: an image tensor ``(3, H, W)``/``(B, 3, H, W)`` in [0, 1] (returns a tensor),
+            or image files and folders (writes PNGs to ``out_dir``, returns their paths;
+            folders keep their layout; the output has the input's size, and an input's
+            transparency is kept).
+        checkpoint: a run directory, ``generator.safetensors`` or checkpoint file.
+        generator: an already loaded generator (instead of ``checkpoint``).
+        out_dir: where to write the images (files and folders only).
+        ema: use the EMA weights when present.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    """
+    from gancr.training.parts import resolve_device
+
+    dev = resolve_device(device)
+    if generator is None:
+        if checkpoint is None:
+            raise GancrError("stylize: give a checkpoint (a run directory or weights file) or a generator")
+        generator = load_generator(checkpoint, ema=ema, device=dev)
+    if isinstance(inputs, Tensor):
+        return stylize_tensor(generator, inputs)
+    from gancr.data import load_alpha, load_image, save_image
+
+    if out_dir is None:
+        raise GancrError("stylize: give out_dir for file inputs")
+    items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
+    written = []
+    for src, rel in items:
+        image = load_image(src)
+        y = stylize_tensor(generator, image).cpu()
+        alpha = load_alpha(src)
+        if alpha is not None:
+            y = torch.cat([y, alpha], 0)
+        written.append(save_image(y, Path(out_dir) / rel))
+    return written

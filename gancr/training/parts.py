@@ -1,0 +1,140 @@
+"""Small training parts: optimisers, learning-rate schedules, EMA, the image pool, devices."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gancr.errors import GancrError
+
+__all__ = ["resolve_device", "resolve_precision", "make_optimizer", "lr_factor", "EMA", "ImagePool"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; otherwise any torch device string."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise GancrError(f"training.device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GancrError(f"training.device is {name!r} but no CUDA device is available; use auto or cpu")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` is bf16 on a CUDA device that supports it, else fp32."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "fp32"
+    if name == "fp16" and device.type != "cuda":
+        raise GancrError("training.precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
+    return name
+
+
+def make_optimizer(spec: Any, params: Iterable[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or AdamW from ``training.optimizer``; fused on CUDA, foreach elsewhere, by default."""
+    params = [p for p in params if p.requires_grad]
+    cls = torch.optim.AdamW if spec.name == "adamw" else torch.optim.Adam
+    impl = spec.implementation
+    if impl == "auto":
+        impl = "fused" if device.type == "cuda" else "foreach"
+    kwargs: dict[str, Any] = {"lr": lr, "betas": tuple(spec.betas), "weight_decay": spec.weight_decay}
+    if impl == "fused":
+        kwargs["fused"] = True
+    elif impl == "foreach":
+        kwargs["foreach"] = True
+    else:
+        kwargs["foreach"] = False
+    if not params:  # an optimiser needs a parameter; a placeholder keeps the code uniform
+        params = [nn.Parameter(torch.zeros((), device=device), requires_grad=True)]
+    return cls(params, **kwargs)
+
+
+def lr_factor(schedule: Any, step: int, total: int) -> float:
+    """The learning-rate multiplier at ``step`` (0-based) of a ``total``-step run."""
+    if schedule.warmup_steps and step < schedule.warmup_steps:
+        return (step + 1) / schedule.warmup_steps
+    final = schedule.final_factor
+    if schedule.name == "constant" or total <= 1:
+        return 1.0
+    if schedule.name == "linear":
+        start = int(schedule.decay_start * total)
+        if step < start:
+            return 1.0
+        frac = (step - start) / max(1, total - start)
+        return 1.0 - (1.0 - final) * frac
+    # cosine from 1 to final over the steps after warm-up
+    begin = schedule.warmup_steps
+    frac = (step - begin) / max(1, total - begin)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+
+
+class EMA(nn.Module):
+    """An exponential moving average of a module's parameters (buffers are copied).
+
+    ``ema = decay * ema + (1 - decay) * current`` after each update.
+    """
+
+    def __init__(self, module: nn.Module, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(module).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, decay: float | None = None) -> None:
+        d = self.decay if decay is None else decay
+        ema_params = list(self.module.parameters())
+        params = [p.detach() for p in module.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        for eb, b in zip(self.module.buffers(), module.buffers()):
+            eb.copy_(b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+
+class ImagePool:
+    """A pool of past fakes (Shrivastava et al. 2017; CycleGAN), shown to the discriminator.
+
+    For each new fake: while the pool fills, store and return it; afterwards, with
+    probability 1/2 return a stored fake (replacing it with the new one), else the new one.
+    Draws use torch's random generator, so resuming restores the same choices.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: list[Tensor] = []
+
+    def query(self, fakes: Tensor) -> Tensor:
+        if self.size == 0:
+            return fakes
+        out = []
+        for image in fakes.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif float(torch.rand(())) < 0.5:
+                i = int(torch.randint(0, self.size, ()))
+                out.append(self.images[i].clone())
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": torch.cat(self.images, 0).cpu() if self.images else torch.zeros(0)}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        images = state.get("images")
+        self.images = [] if images is None or images.numel() == 0 else [i.unsqueeze(0).to(device) for i in images]

@@ -1,0 +1,634 @@
+"""The two-stage multi-task trainer.
+
+Stage ``separate`` (stage 1): the content net ``C`` learns reconstruction alone,
+``L_rec = L_c(x, C(x))``; the generator ``G`` learns style alone, ``w_g * L_g``; the
+discriminator ``D`` learns against ``G``.
+
+Stage ``joint`` (stage 2): ``G`` and ``C`` learn together on
+``balancer(L_c(x, G(x)), L_g) + L_rec``: the content losses compare the input with its
+stylisation (the content net's features included), the balancer weighs them against style
+(``w_c * L_c + w_g * L_g`` for ``fixed``), and ``C`` keeps its reconstruction loss so its
+features cannot collapse. ``D`` keeps its own updates.
+
+One training step: the generator side (``G`` and ``C`` forward, losses, one backward, their
+optimisers), then ``d_steps`` discriminator updates on the detached fakes (through the
+image pool when enabled). All randomness is in torch's generators and the data is a pure
+function of the step, so a resumed run reproduces a straight one bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gancr.build import Losses, Trio, build, build_losses
+from gancr.components.base import LossContext, StyleBatch
+from gancr.errors import CheckpointError, GancrError
+from gancr.plugins import call_hook
+from gancr.spec import Spec, StageSpec, load_spec
+from gancr.training.checkpoint import (
+    atomic_write_text,
+    get_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    save_generator,
+    set_rng_state,
+)
+from gancr.training.parts import EMA, ImagePool, lr_factor, make_optimizer, resolve_device, resolve_precision
+
+__all__ = ["Trainer", "FitResult", "TrainingError"]
+
+
+class TrainingError(GancrError):
+    """Training cannot go on (e.g. losses stayed non-finite); earlier checkpoints are intact."""
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` did: the last step, why it stopped, and where things are."""
+
+    step: int
+    status: Literal["finished", "max_steps", "interrupted"]
+    out_dir: Path
+    checkpoint: Path | None
+    generator: Path | None
+
+
+class _StepBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of global sample numbers: step ``t`` is samples ``t*B .. t*B+B-1``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int):
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield list(range(step * self.batch_size, (step + 1) * self.batch_size))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def _labels(prefix: str, items: list[tuple[float, nn.Module]], names: list[str]) -> list[str]:
+    """``content/l1``, ``content/edge``, ``content/edge.1`` ... unique per list."""
+    out, seen = [], {}
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(f"{prefix}/{name}" + (f".{n}" if n else ""))
+    return out
+
+
+class Trainer:
+    """Trains the trio of a spec; writes a run directory.
+
+    Args:
+        spec: a :class:`Spec`, a mapping, or a YAML/JSON path.
+        out_dir: the run directory (``spec.yaml``, ``checkpoints/``, ``samples/``,
+            ``metrics.jsonl``, ``generator.safetensors``).
+        resume: continue from the newest complete checkpoint in ``out_dir``.
+        max_steps: stop after this global step with a checkpoint (a later ``resume``
+            continues).
+        quiet: no progress bar.
+        overrides: ``path.to.field=value`` strings applied to the spec.
+        dataset: a dataset to use instead of the spec's ``data`` (``dataset[k]`` gives
+            ``{"content", "style"}`` tensors for global sample number ``k``).
+
+    Example:
+        >>> trainer = Trainer("examples/quickstart.yaml", "runs/quick")  # doctest: +SKIP
+        >>> trainer.fit().status  # doctest: +SKIP
+        'finished'
+    """
+
+    def __init__(
+        self,
+        spec: Spec | dict[str, Any] | str | Path,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        max_steps: int | None = None,
+        quiet: bool = False,
+        overrides: list[str] | tuple[str, ...] = (),
+        dataset: Any = None,
+    ):
+        self.spec: Spec = spec if isinstance(spec, Spec) and not overrides else load_spec(spec, overrides)
+        self.out_dir = Path(out_dir)
+        self.quiet = quiet
+        self.max_steps = max_steps
+        t = self.spec.training
+        self.device = resolve_device(t.device)
+        self.precision = resolve_precision(t.precision, self.device)
+        self._seed_everything(t.seed)
+
+        self.trio: Trio = build(self.spec).to(self.device)
+        self.losses: Losses = build_losses(self.spec)
+        self.loss_modules = self.losses.modules().to(self.device)
+        if t.channels_last:
+            self.trio.to(memory_format=torch.channels_last)
+        self.generator, self.content_net, self.discriminator = (
+            self.trio.generator, self.trio.content_net, self.trio.discriminator,
+        )
+        self._g_forward = torch.compile(self.generator) if t.compile else self.generator
+        self._d_forward = torch.compile(self.discriminator) if t.compile else self.discriminator
+
+        g_params = list(self.generator.parameters())
+        seen = {id(p) for p in g_params}
+        loss_params = [p for p in self.loss_modules.parameters() if id(p) not in seen]
+        c_params = [p for p in self.content_net.parameters() if id(p) not in seen]
+        lr = t.optimizer.lr
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "generator": make_optimizer(t.optimizer, g_params + loss_params, lr.generator, self.device),
+            "content_net": make_optimizer(t.optimizer, c_params, lr.content_net, self.device),
+            "discriminator": make_optimizer(t.optimizer, self.discriminator.parameters(), lr.discriminator, self.device),
+        }
+        self.base_lr = {"generator": lr.generator, "content_net": lr.content_net, "discriminator": lr.discriminator}
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.ema = EMA(self.generator, t.ema.decay) if t.ema.enabled else None
+        self.pool = ImagePool(t.image_pool)
+
+        self.style_labels = _labels("style", self.losses.style, [i.name for i in self.spec.losses.style])
+        self.content_labels = _labels("content", self.losses.content, [i.name for i in self.spec.losses.content])
+        self.reconstruction_labels = [
+            "reconstruction/" + label.split("/", 1)[1] for label, (_, m) in zip(self.content_labels, self.losses.content)
+            if any(m is r for _, r in self.losses.reconstruction)
+        ] or ["reconstruction/l1"]
+        self.adversarial = any(getattr(m, "adversarial", True) for _, m in self.losses.style)
+        self.needs_real_grad = any(getattr(m, "needs_real_grad", False) for _, m in self.losses.style)
+
+        self.total_steps = t.total_steps
+        self.stage_ends = list(np.cumsum([s.steps for s in t.stages]))
+        self.step = 0
+        self.nonfinite = 0
+        self._stop_requested = False
+        self._dataset = dataset
+        self._samples: Tensor | None = None
+        self._tensorboard: Any = None
+        self.resumed_from: Path | None = None
+        if resume:
+            self._restore()
+
+    # ------------------------------------------------------------------------------------
+    # set-up helpers
+    # ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    @property
+    def dataset(self) -> Any:
+        if self._dataset is None:
+            from gancr.data import UnpairedImages
+
+            d, t = self.spec.data, self.spec.training
+            self._dataset = UnpairedImages(
+                d.content, d.style, image_size=t.image_size, load_size=d.load_size,
+                crop_scale=tuple(d.crop_scale), flip=d.flip, style_hue=d.style_hue, seed=t.seed,
+                cache=d.cache,
+            )
+        return self._dataset
+
+    def stage_index(self, step: int) -> int:
+        """The stage that global step ``step`` (0-based) belongs to."""
+        for i, end in enumerate(self.stage_ends):
+            if step < end:
+                return i
+        return len(self.stage_ends) - 1
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _to_device(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.spec.training.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    # ------------------------------------------------------------------------------------
+    # losses of one step
+    # ------------------------------------------------------------------------------------
+
+    def generator_losses(self, x: Tensor, s: Tensor, stage: StageSpec) -> dict[str, Any]:
+        """The generator side of one step, without updating anything.
+
+        Returns a dict with tensors ``fake`` (``G(x)``), ``style`` (``L_g``), ``content``
+        (``L_c(x, G(x))``, joint stages only), ``reconstruction`` (``L_c(x, C(x))``),
+        ``objective`` (what the generator side minimises), per-term tensors under their
+        labels, and the balancer's ``weights``.
+        """
+        with self._autocast():
+            fake = self._g_forward(x)
+            batch = StyleBatch(s, fake, self._d_forward)
+            out: dict[str, Any] = {"fake": fake}
+            style = torch.zeros((), device=self.device)
+            for label, (w, loss) in zip(self.style_labels, self.losses.style):
+                value = loss.generator_loss(batch)
+                if value is not None:
+                    out[label] = value
+                    style = style + w * value.float()
+            out["style"] = style
+
+            recon = self.content_net(x)
+            reconstruction = torch.zeros((), device=self.device)
+            context = LossContext(content_net=self.content_net)
+            for label, (w, loss) in zip(self.reconstruction_labels, self.losses.reconstruction):
+                value = loss(x, recon, context)
+                out[label] = value
+                reconstruction = reconstruction + w * value.float()
+            out["reconstruction"] = reconstruction
+            out["recon"] = recon
+
+            if stage.name == "joint":
+                content = torch.zeros((), device=self.device)
+                for label, (w, loss) in zip(self.content_labels, self.losses.content):
+                    value = loss(x, fake, context)
+                    out[label] = value
+                    content = content + w * value.float()
+                out["content"] = content
+                combined, weights = self.losses.balancer.combine(
+                    content, style, w_c=stage.w_c, w_g=stage.w_g,
+                    last_layer=self.generator.last_layer, step=self.step,
+                )
+            else:
+                combined, weights = stage.w_g * style, {"w_c": 0.0, "w_g": float(stage.w_g)}
+        out["objective"] = combined + reconstruction
+        out["weights"] = weights
+        return out
+
+    def discriminator_loss(self, s: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``L_D`` on real style images ``s`` and (detached) fakes, with its terms."""
+        with self._autocast():
+            batch = StyleBatch(s, fake, self._d_forward)
+            total = torch.zeros((), device=self.device)
+            terms: dict[str, Tensor] = {}
+            for label, (w, loss) in zip(self.style_labels, self.losses.style):
+                value = loss.discriminator_loss(batch)
+                if value is not None:
+                    terms[label + "/d"] = value
+                    total = total + w * value.float()
+        return total, terms
+
+    # ------------------------------------------------------------------------------------
+    # one step
+    # ------------------------------------------------------------------------------------
+
+    def _set_lr(self) -> dict[str, float]:
+        factor = lr_factor(self.spec.training.schedule, self.step, self.total_steps)
+        lrs = {}
+        for name, opt in self.optimizers.items():
+            lr = self.base_lr[name] * factor
+            for group in opt.param_groups:
+                group["lr"] = lr
+            lrs[f"lr/{name}"] = lr
+        return lrs
+
+    def _update(self, names: list[str], loss: Tensor) -> None:
+        opts = [self.optimizers[n] for n in names]
+        self.scaler.scale(loss).backward()
+        clip = self.spec.training.grad_clip
+        for opt in opts:
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if not params:
+                continue
+            if clip is not None:
+                self.scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            self.scaler.step(opt)
+
+    def _nonfinite(self, values: dict[str, float], where: str) -> bool:
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if not bad:
+            return False
+        self.nonfinite += 1
+        what = ", ".join(f"{k}={v}" for k, v in bad.items())
+        limit = self.spec.training.max_nonfinite_steps
+        if self.nonfinite >= limit:
+            last = latest_checkpoint(self.out_dir / "checkpoints")
+            kept = f"the last checkpoint, {last}, is intact" if last else "no checkpoint was written yet"
+            raise TrainingError(
+                f"stopped at step {self.step + 1}: {self.nonfinite} consecutive steps had non-finite "
+                f"losses (last, {where}: {what}); {kept}. Lower the learning rates, add grad_clip, "
+                "or check the data."
+            )
+        warnings.warn(
+            f"step {self.step + 1}: skipped, non-finite {where} loss ({what}); "
+            f"{self.nonfinite} of {limit} allowed in a row",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return True
+
+    def train_step(self, x: Tensor, s: Tensor) -> dict[str, float]:
+        """One step at ``self.step`` (generator side, then the discriminator); returns metrics."""
+        stage = self.spec.training.stages[self.stage_index(self.step)]
+        lrs = self._set_lr()
+        self.generator.train()
+        self.content_net.train()
+        self.loss_modules.train()
+
+        # -- generator and content net --
+        self.discriminator.requires_grad_(False)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        parts = self.generator_losses(x, s, stage)
+        scalar_keys = [k for k, v in parts.items() if isinstance(v, Tensor) and v.dim() == 0]
+        values = dict(zip(scalar_keys, torch.stack([parts[k].detach().float() for k in scalar_keys]).tolist()))
+        skipped = self._nonfinite(values, "generator/content-net")
+        if not skipped:
+            self._update(["generator", "content_net"], parts["objective"])
+            if self.ema is not None:
+                start = self.spec.training.ema.start_step
+                self.ema.update(self.generator, decay=0.0 if self.step < start else None)
+
+        # -- discriminator --
+        d_values: dict[str, float] = {}
+        d_skipped = False
+        if self.adversarial and not skipped:
+            self.discriminator.requires_grad_(True)
+            fake = self.pool.query(parts["fake"].detach())
+            real = s.detach().requires_grad_(True) if self.needs_real_grad else s
+            for _ in range(self.spec.training.d_steps):
+                self.optimizers["discriminator"].zero_grad(set_to_none=True)
+                d_total, d_terms = self.discriminator_loss(real, fake)
+                keys = ["discriminator", *d_terms]
+                d_values = dict(zip(keys, torch.stack([d_total.detach(), *[v.detach().float() for v in d_terms.values()]]).tolist()))
+                d_skipped = self._nonfinite(d_values, "discriminator")
+                if d_skipped:
+                    break
+                self._update(["discriminator"], d_total)
+        self.scaler.update()
+        if not skipped and not d_skipped:
+            self.nonfinite = 0
+
+        metrics: dict[str, float] = {
+            "step": self.step + 1,
+            "stage": self.stage_index(self.step) + 1,
+            "loss/generator": values.get("objective", float("nan")),
+            "loss/style": values.get("style", float("nan")),
+            "loss/reconstruction": values.get("reconstruction", float("nan")),
+        }
+        if "content" in values:
+            metrics["loss/content"] = values["content"]
+        if d_values:
+            metrics["loss/discriminator"] = d_values["discriminator"]
+        for k, v in {**values, **d_values}.items():
+            if "/" in k:
+                metrics[f"loss/{k}"] = v
+        metrics.update({f"weight/{k}": float(v) for k, v in parts["weights"].items()})
+        metrics.update(lrs)
+        metrics["skipped"] = float(skipped or d_skipped)
+        self.step += 1
+        return metrics
+
+    # ------------------------------------------------------------------------------------
+    # the loop
+    # ------------------------------------------------------------------------------------
+
+    def fit(self) -> FitResult:
+        """Train to the end of the last stage (or ``max_steps``); returns what happened."""
+        t = self.spec.training
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
+        self._trim_metrics()
+        stop = self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps)
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=_StepBatches(self.step, stop, t.batch_size),
+            num_workers=t.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),  # keep the global random state untouched
+            persistent_workers=False,
+        )
+        status: Literal["finished", "max_steps", "interrupted"] = "finished"
+        last_ckpt: Path | None = None
+        current_stage = -1
+        bar = self._progress_bar()
+        previous_handler = self._install_sigint()
+        rate: float | None = None
+        try:
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
+                tick = time.perf_counter()
+                for batch in loader:
+                    stage_i = self.stage_index(self.step)
+                    if stage_i != current_stage:
+                        current_stage = stage_i
+                        stage = t.stages[stage_i]
+                        call_hook("gancr_on_stage_start", trainer=self, stage=stage, stage_index=stage_i)
+                        if bar is not None:
+                            bar.set_description(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
+                    x, s = self._to_device(batch["content"]), self._to_device(batch["style"])
+                    metrics = self.train_step(x, s)
+                    now = time.perf_counter()
+                    step_rate = t.batch_size / max(now - tick, 1e-9)
+                    rate = step_rate if rate is None else 0.9 * rate + 0.1 * step_rate
+                    tick = now
+                    metrics["images_per_s"] = step_rate
+                    metrics["time"] = time.time()
+                    if self.step % t.log_every == 0 or self.step == stop:
+                        log.write(json.dumps(metrics) + "\n")
+                        log.flush()
+                        self._log_tensorboard(metrics)
+                    call_hook("gancr_on_step_end", trainer=self, step=self.step, metrics=metrics)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(self._postfix(metrics, rate))
+                    if self.step % t.sample_every == 0:
+                        self.save_samples()
+                    if self.step % t.checkpoint.every == 0 and self.step < stop:
+                        last_ckpt = self.save_checkpoint()
+                    if self._stop_requested:
+                        status = "interrupted"
+                        break
+            if status == "finished" and self.step < self.total_steps:
+                status = "max_steps"
+            if last_ckpt is None or not last_ckpt.name.endswith(f"{self.step:07d}.pt"):
+                last_ckpt = self.save_checkpoint()
+            generator_path = None
+            if status == "finished":
+                self.save_samples()
+                generator_path = self.save_generator()
+        finally:
+            self._restore_sigint(previous_handler)
+            if bar is not None:
+                bar.close()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
+        return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path)
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current step (with a checkpoint); as Ctrl-C does."""
+        self._stop_requested = True
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            self.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_sigint(previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    def _progress_bar(self) -> Any:
+        if self.quiet:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps),
+                    initial=self.step, dynamic_ncols=True, unit="step")
+
+    @staticmethod
+    def _postfix(metrics: dict[str, float], rate: float | None) -> str:
+        parts = [f"G {metrics['loss/generator']:.3f}"]
+        if "loss/content" in metrics:
+            parts.append(f"content {metrics['loss/content']:.3f}")
+        parts.append(f"rec {metrics['loss/reconstruction']:.3f}")
+        if "loss/discriminator" in metrics:
+            parts.append(f"D {metrics['loss/discriminator']:.3f}")
+        if rate is not None:
+            parts.append(f"{rate:.1f} img/s")
+        return ", ".join(parts)
+
+    def _log_tensorboard(self, metrics: dict[str, float]) -> None:
+        if not self.spec.training.tensorboard:
+            return
+        if self._tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.spec.training.tensorboard = False
+                return
+            self._tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
+        for key, value in metrics.items():
+            if key not in ("step", "time") and math.isfinite(value):
+                self._tensorboard.add_scalar(key, value, int(metrics["step"]))
+
+    def _trim_metrics(self) -> None:
+        """Drop logged steps after the resumed checkpoint so metrics.jsonl stays consistent."""
+        path = self.out_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+    # ------------------------------------------------------------------------------------
+    # outputs
+    # ------------------------------------------------------------------------------------
+
+    def inference_generator(self) -> nn.Module:
+        """The generator used for samples and inference: the EMA one when enabled."""
+        return self.ema.module if self.ema is not None else self.generator
+
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        """A grid per sample image: input | content-net reconstruction | stylised."""
+        from torchvision.utils import make_grid
+
+        from gancr.data import save_image
+
+        if self._samples is None:
+            n = 4
+            base = 10**12  # sample numbers far from training's, fixed for the whole run
+            self._samples = torch.stack([self.dataset[base + i]["content"] for i in range(n)])
+        x = self._to_device(self._samples)
+        gen = self.inference_generator()
+        modes = (gen.training, self.content_net.training)
+        gen.eval()
+        self.content_net.eval()
+        try:
+            with self._autocast():
+                rows = torch.stack([x, self.content_net(x).float(), gen(x).float()], dim=1)
+        finally:
+            gen.train(modes[0])
+            self.content_net.train(modes[1])
+        grid = make_grid(rows.flatten(0, 1).clamp(0, 1).cpu(), nrow=3, padding=2, pad_value=1.0)
+        return save_image(grid, self.out_dir / "samples" / f"step_{self.step:07d}.png")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: models, optimisers, scaler, EMA, pool, random states."""
+        return {
+            "models": self.trio.state_dict(),
+            "losses": self.loss_modules.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else {},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "pool": self.pool.state_dict(),
+            "rng": get_rng_state(),
+            "nonfinite": self.nonfinite,
+            "stage": self.stage_index(max(self.step - 1, 0)),
+            "spec": self.spec.to_dict(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_<N>.pt`` atomically and keep the newest ``keep``."""
+        directory = self.out_dir / "checkpoints"
+        path = save_checkpoint(directory, self.step, self.state_dict())
+        prune_checkpoints(directory, self.spec.training.checkpoint.keep)
+        call_hook("gancr_on_checkpoint", trainer=self, step=self.step, path=path)
+        return path
+
+    def save_generator(self) -> Path:
+        """``generator.safetensors``: generator (and EMA) and content-net weights, with the spec."""
+        tensors = {f"generator/{k}": v for k, v in self.generator.state_dict().items()}
+        if self.ema is not None:
+            tensors.update({f"ema/{k}": v for k, v in self.ema.module.state_dict().items()})
+        tensors.update({f"content_net/{k}": v for k, v in self.content_net.state_dict().items()})
+        return save_generator(self.out_dir / "generator.safetensors", tensors, self.spec.to_dict(),
+                              {"step": self.step, "ema": self.ema is not None})
+
+    def _restore(self) -> None:
+        directory = self.out_dir / "checkpoints"
+        path = latest_checkpoint(directory)
+        if path is None:
+            raise CheckpointError(f"--resume: no complete checkpoint in {directory}; start without --resume")
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.trio.load_state_dict(state["models"])
+            self.loss_modules.load_state_dict(state["losses"])
+            if self.ema is not None and state.get("ema"):
+                self.ema.module.load_state_dict(state["ema"])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} does not match the spec ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                "resume with the spec the run was started with"
+            ) from None
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.pool.load_state_dict(state.get("pool", {}), self.device)
+        set_rng_state(state["rng"])
+        self.nonfinite = int(state.get("nonfinite", 0))
+        self.step = int(state["step"])
+        self.resumed_from = path

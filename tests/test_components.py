@@ -1,0 +1,588 @@
+"""Contract tests, parametrised over every registered component (plugin components included).
+
+The parameters come from the registry at collection time (as timm's tests come from
+``list_models``): a new component — built-in, from an installed plugin, or from the test
+plugin below — is tested without anyone writing a test for it. Each kind's contract is
+one ``check_<kind>`` function; the test plugin's components go through the same checks.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from contextlib import nullcontext
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+import gancr
+from gancr.build import build_component
+from gancr.components.base import (
+    Balancer,
+    ContentLoss,
+    FeatureInfo,
+    LossContext,
+    StyleBatch,
+    StyleLoss,
+    as_list,
+    pad_to_multiple,
+)
+from gancr.errors import SpecError
+from gancr.plugins import get_registry
+from gancr.registry import KINDS, ComponentParams, Registry
+from gancr.spec import component_model, validate_component
+
+H, W = 40, 56
+#: perceptual and Gram losses warn (once) that their default encoder is untrained
+UNTRAINED = "ignore:.*randomly initialised encoder:UserWarning"
+
+# ----------------------------------------------------------------------------------------
+# a plugin with one component of every kind, checked by the same contract
+# ----------------------------------------------------------------------------------------
+
+
+class TinyEncoderParams(ComponentParams):
+    width: int = Field(4, gt=0)
+
+
+class TinyEncoder(nn.Module):
+    """Two levels: reduction 2 and 4."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.a = nn.Conv2d(3, width, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.feature_info = [FeatureInfo(width, 2, "a"), FeatureInfo(2 * width, 4, "b")]
+
+    def forward(self, x):
+        a = self.a(x)
+        return [a, self.b(a)]
+
+
+class TinyNeck(nn.Conv2d):
+    """A 1x1 convolution to ``out`` channels."""
+
+    def __init__(self, channels: int, out: int = 6):
+        super().__init__(channels, out, 1)
+        self.in_channels, self.out_channels = channels, out
+
+
+class TinyDecoderParams(ComponentParams):
+    output: typing.Literal["sigmoid", "none"] = "sigmoid"
+
+
+class TinyDecoder(nn.Module):
+    """Bilinear upsampling of a 1x1 convolution of the deepest feature."""
+
+    def __init__(self, feature_info, out_channels=3, output="sigmoid"):
+        super().__init__()
+        self.conv = nn.Conv2d(feature_info[-1].channels, out_channels, 1)
+        self.scale = feature_info[-1].reduction
+        self.act = nn.Sigmoid() if output == "sigmoid" else nn.Identity()
+
+    def forward(self, features):
+        return self.act(F.interpolate(self.conv(features[-1]), scale_factor=self.scale, mode="bilinear"))
+
+
+class TinyDiscriminator(nn.Module):
+    """A global logit from a strided convolution."""
+
+    def __init__(self, in_channels=3):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 1, 4, stride=4)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+
+class MeanLoss(ContentLoss):
+    """Difference of image means."""
+
+    def forward(self, x, y, context=None):
+        return (x.mean() - y.mean()).abs()
+
+
+class FakeMeanLoss(StyleLoss):
+    """Pushes the mean of the fakes to one half; no discriminator side."""
+
+    adversarial = False
+
+    def generator_loss(self, batch):
+        return (batch.fake.mean() - 0.5).square()
+
+
+class SumParams(ComponentParams):
+    scale: float = 1.0
+
+
+class SumBalancer(Balancer):
+    """Adds the terms up, times a scale."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+
+    def combine(self, content, style, *, w_c, w_g, last_layer=None, step=0):
+        return self.scale * (w_c * content + w_g * style), {"w_c": float(w_c), "w_g": float(w_g)}
+
+
+class ContractPlugin:
+    @gancr.hookimpl
+    def gancr_register_components(self, registry):
+        registry.register("encoder", "tiny_test_encoder", TinyEncoder, params=TinyEncoderParams)
+        registry.register("neck", "tiny_test_neck", TinyNeck)
+        registry.register("decoder", "tiny_test_decoder", TinyDecoder, params=TinyDecoderParams)
+        registry.register("discriminator", "tiny_test_discriminator", TinyDiscriminator)
+        registry.register("content_loss", "tiny_test_mean", MeanLoss)
+        registry.register("style_loss", "tiny_test_fake_mean", FakeMeanLoss)
+        registry.register("balancer", "tiny_test_sum", SumBalancer, params=SumParams)
+
+
+PLUGIN = "contract-test-plugin"
+
+
+def _plugin_entries():
+    registry = Registry()
+    ContractPlugin().gancr_register_components(registry)
+    return registry.entries()
+
+
+def components(kind: str | None = None) -> list:
+    """pytest params ``(kind, name, plugin)`` of every component of ``kind``, at collection time."""
+    params = [pytest.param(e.kind, e.name, None, id=f"{e.kind}-{e.name}") for e in get_registry().entries(kind)]
+    params += [
+        pytest.param(e.kind, e.name, PLUGIN, id=f"{e.kind}-{e.name}-plugin")
+        for e in _plugin_entries()
+        if kind is None or e.kind == kind
+    ]
+    return params
+
+
+def _with_plugin(plugin):
+    return gancr.registered_plugin(ContractPlugin(), PLUGIN) if plugin else nullcontext()
+
+
+@pytest.fixture(scope="module")
+def conv_features() -> tuple[list[FeatureInfo], list[torch.Tensor]]:
+    """A conv encoder's feature_info and its features of a 1x3x40x56 image."""
+    encoder = build_component("encoder", {"name": "conv"})
+    with torch.no_grad():
+        features = encoder(torch.rand(1, 3, H, W))
+    return list(encoder.feature_info), [f.detach() for f in features]
+
+
+def test_the_plugin_components_cover_every_kind():
+    assert {e.kind for e in _plugin_entries()} == set(KINDS)
+
+
+def test_contract_params_come_from_the_registry():
+    names = {(p.values[0], p.values[1]) for p in components() if p.values[2] is None}
+    assert names == {(e.kind, e.name) for e in get_registry().entries()}
+
+
+# ----------------------------------------------------------------------------------------
+# encoders
+# ----------------------------------------------------------------------------------------
+
+
+def check_encoder(name: str) -> None:
+    encoder = build_component("encoder", {"name": name})
+    assert isinstance(encoder, nn.Module)
+    info = list(encoder.feature_info)
+    assert info and all(isinstance(f, FeatureInfo) for f in info)
+    assert all(f.channels > 0 and f.reduction > 0 for f in info)
+    assert [f.reduction for f in info] == sorted(f.reduction for f in info), "deepest last"
+    reduction = max(f.reduction for f in info)
+    x = pad_to_multiple(torch.rand(1, 3, H, W), reduction)
+    ph, pw = math.ceil(H / reduction) * reduction, math.ceil(W / reduction) * reduction
+    assert tuple(x.shape[-2:]) == (ph, pw)
+    encoder.eval()
+    with torch.no_grad():
+        features = encoder(x)
+    assert isinstance(features, (list, tuple)) and len(features) == len(info)
+    for f, fi in zip(features, info):
+        assert tuple(f.shape) == (1, fi.channels, ph // fi.reduction, pw // fi.reduction), fi
+        assert torch.isfinite(f).all()
+
+
+@pytest.mark.parametrize("kind,name,plugin", components("encoder"))
+def test_encoder_contract(kind, name, plugin):
+    with _with_plugin(plugin):
+        check_encoder(name)
+
+
+# ----------------------------------------------------------------------------------------
+# necks
+# ----------------------------------------------------------------------------------------
+
+
+def check_neck(name: str, conv_features) -> None:
+    info, features = conv_features
+    deepest = features[-1]
+    neck = build_component("neck", {"name": name}, channels=info[-1].channels)
+    assert isinstance(neck, nn.Module)
+    out = neck(deepest)
+    assert isinstance(out, torch.Tensor)
+    assert tuple(out.shape) == (1, int(neck.out_channels), *deepest.shape[-2:])
+    assert getattr(neck, "in_channels", info[-1].channels) == info[-1].channels
+
+
+@pytest.mark.parametrize("kind,name,plugin", components("neck"))
+def test_neck_contract(kind, name, plugin, conv_features):
+    with _with_plugin(plugin):
+        check_neck(name, conv_features)
+
+
+# ----------------------------------------------------------------------------------------
+# decoders
+# ----------------------------------------------------------------------------------------
+
+
+def check_decoder(name: str, conv_features) -> None:
+    info, features = conv_features
+    decoder = build_component("decoder", {"name": name}, feature_info=info, out_channels=3)
+    params = validate_component("decoder", {"name": name})
+    y = decoder(features)
+    assert isinstance(y, torch.Tensor) and tuple(y.shape) == (1, 3, H, W)
+    assert torch.isfinite(y).all()
+    if getattr(params, "output", None) in ("tanh", "sigmoid"):
+        assert y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.parametrize("kind,name,plugin", components("decoder"))
+def test_decoder_contract(kind, name, plugin, conv_features):
+    with _with_plugin(plugin):
+        check_decoder(name, conv_features)
+
+
+# ----------------------------------------------------------------------------------------
+# discriminators
+# ----------------------------------------------------------------------------------------
+
+
+def check_discriminator(name: str) -> None:
+    discriminator = build_component("discriminator", {"name": name}, in_channels=3)
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    logits = as_list(discriminator(x))
+    assert logits
+    for out in logits:
+        assert isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[0] == 2 and out.shape[1] == 1
+        assert torch.isfinite(out).all()
+    sum(o.sum() for o in logits).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind,name,plugin", components("discriminator"))
+def test_discriminator_contract(kind, name, plugin):
+    with _with_plugin(plugin):
+        check_discriminator(name)
+
+
+# ----------------------------------------------------------------------------------------
+# content losses
+# ----------------------------------------------------------------------------------------
+
+
+def check_content_loss(name: str, content_net: nn.Module) -> None:
+    loss = build_component("content_loss", {"name": name})
+    assert isinstance(loss, ContentLoss)
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, H, W)
+    y = torch.rand(2, 3, H, W, requires_grad=True)
+    value = loss(x, y, LossContext(content_net=content_net))
+    assert isinstance(value, torch.Tensor) and value.dim() == 0
+    assert torch.isfinite(value) and value > 0
+    value.backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+    # a perfect copy keeps all content
+    same = loss(x, x.clone(), LossContext(content_net=content_net))
+    assert abs(float(same.detach())) < 1e-5
+
+
+@pytest.mark.filterwarnings(UNTRAINED)
+@pytest.mark.parametrize("kind,name,plugin", components("content_loss"))
+def test_content_loss_contract(kind, name, plugin, small_trio):
+    with _with_plugin(plugin):
+        check_content_loss(name, small_trio.content_net)
+
+
+# ----------------------------------------------------------------------------------------
+# style losses
+# ----------------------------------------------------------------------------------------
+
+
+def check_style_loss(name: str, discriminator: nn.Module) -> None:
+    loss = build_component("style_loss", {"name": name})
+    assert isinstance(loss, StyleLoss)
+    torch.manual_seed(0)
+    real = torch.rand(2, 3, H, W)
+    fake = torch.rand(2, 3, H, W, requires_grad=True)
+    # the generator's side: gradients reach the fakes
+    g = loss.generator_loss(StyleBatch(real, fake, discriminator))
+    if g is not None:
+        assert isinstance(g, torch.Tensor) and g.dim() == 0 and torch.isfinite(g)
+        g.backward()
+        assert fake.grad is not None and torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+    # the discriminator's side, on detached fakes: gradients reach the discriminator
+    discriminator.zero_grad(set_to_none=True)
+    real_d = real.clone().requires_grad_(loss.needs_real_grad)
+    d = loss.discriminator_loss(StyleBatch(real_d, fake.detach(), discriminator))
+    if d is not None:
+        assert isinstance(d, torch.Tensor) and d.dim() == 0 and torch.isfinite(d)
+        d.backward()
+        grads = [p.grad for p in discriminator.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(gr).all() for gr in grads)
+        assert sum(gr.abs().sum() for gr in grads) > 0
+    assert g is not None or d is not None, "a style loss needs at least one side"
+    if loss.adversarial:
+        assert d is not None, "an adversarial loss trains the discriminator"
+    else:
+        assert d is None, "a non-adversarial loss has no discriminator side"
+
+
+@pytest.mark.filterwarnings(UNTRAINED)
+@pytest.mark.parametrize("kind,name,plugin", components("style_loss"))
+def test_style_loss_contract(kind, name, plugin):
+    discriminator = build_component("discriminator", {"name": "patchgan", "layers": 2, "width": 8})
+    with _with_plugin(plugin):
+        check_style_loss(name, discriminator)
+
+
+@pytest.mark.parametrize(
+    "name", [e.name for e in get_registry().entries("style_loss") if getattr(e.factory, "adversarial", False)]
+)
+def test_adversarial_losses_average_over_a_multiscale_discriminator(name):
+    discriminator = build_component("discriminator", {"name": "multiscale", "layers": 2, "width": 4})
+    check_style_loss(name, discriminator)
+
+
+# ----------------------------------------------------------------------------------------
+# balancers
+# ----------------------------------------------------------------------------------------
+
+
+def check_balancer(name: str, generator: nn.Module) -> None:
+    balancer = build_component("balancer", {"name": name})
+    assert isinstance(balancer, Balancer)
+    x = torch.rand(1, 3, 32, 32)
+    y = generator(x)
+    content = F.mse_loss(y, x)
+    style = (y - 0.5).square().mean()
+    generator.zero_grad(set_to_none=True)
+    total, weights = balancer.combine(content, style, w_c=1.0, w_g=0.5, last_layer=generator.last_layer, step=0)
+    assert isinstance(total, torch.Tensor) and total.dim() == 0 and torch.isfinite(total)
+    assert weights and all(isinstance(k, str) and type(v) is float and math.isfinite(v) for k, v in weights.items())
+    total.backward()
+    assert generator.last_layer.grad is not None and generator.last_layer.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind,name,plugin", components("balancer"))
+def test_balancer_contract(kind, name, plugin, small_trio):
+    with _with_plugin(plugin):
+        check_balancer(name, small_trio.generator)
+
+
+# ----------------------------------------------------------------------------------------
+# parameter models
+# ----------------------------------------------------------------------------------------
+
+WRONG = {"not": "the right type"}  # a mapping: wrong for numbers, strings, lists, literals, slots
+
+
+@pytest.mark.parametrize("kind,name,plugin", components())
+def test_parameter_models_reject_wrong_types_and_unknown_fields(kind, name, plugin):
+    with _with_plugin(plugin):
+        model = component_model(kind, name)
+        fields = [f for f in model.model_fields if f != "name"]
+        for field in fields:
+            if model.model_fields[field].annotation is typing.Any:
+                continue
+            with pytest.raises(SpecError) as exc:
+                validate_component(kind, {"name": name, field: WRONG}, path="here")
+            paths = [p for p, _ in exc.value.errors]
+            assert f"here.{field}" in paths, (field, exc.value.errors)
+        with pytest.raises(SpecError) as exc:
+            validate_component(kind, {"name": name, "no_such_parameter": 1}, path="here")
+        assert [p for p, _ in exc.value.errors] == ["here.no_such_parameter"]
+        assert "unknown field" in exc.value.errors[0][1]
+        # and the defaults validate
+        assert validate_component(kind, {"name": name}).name == name
+
+
+# ----------------------------------------------------------------------------------------
+# component specifics the contract does not cover
+# ----------------------------------------------------------------------------------------
+
+
+def test_vgg19_layers_are_named_and_tapped():
+    from gancr.components.encoders import VGG19_LAYERS, VGG19Encoder
+
+    assert VGG19_LAYERS[:4] == ("relu1_1", "relu1_2", "relu2_1", "relu2_2") and len(VGG19_LAYERS) == 16
+    enc = VGG19Encoder(layer="relu3_2")
+    assert [(f.name, f.channels, f.reduction) for f in enc.feature_info] == [
+        ("relu1_1", 64, 1), ("relu2_1", 128, 2), ("relu3_2", 256, 4),
+    ]
+    assert len(enc.layers) == 14  # conv/relu up to relu3_2, torchvision's indices
+    deep = VGG19Encoder(layer="relu5_1")
+    assert [(f.channels, f.reduction) for f in deep.feature_info][-1] == (512, 16)
+
+
+def test_frozen_encoders_have_no_trainable_parameters_and_stay_in_eval():
+    enc = build_component("encoder", {"name": "conv", "widths": [4, 8], "freeze": True, "norm": "batch"})
+    assert not any(p.requires_grad for p in enc.parameters())
+    enc.train()
+    assert not enc.training
+    loose = build_component("encoder", {"name": "conv", "widths": [4, 8]})
+    loose.train()
+    assert loose.training and all(p.requires_grad for p in loose.parameters())
+
+
+def test_timm_encoder_chosen_levels_and_last_map_only():
+    enc = build_component("encoder", {"name": "timm", "model_name": "resnet18", "out_indices": [1, 3]})
+    assert [(f.channels, f.reduction) for f in enc.feature_info] == [(64, 4), (256, 16)]
+    last = build_component("encoder", {"name": "timm", "model_name": "resnet18", "features_only": False})
+    assert [(f.channels, f.reduction) for f in last.feature_info] == [(512, 32)]
+    with torch.no_grad():
+        (out,) = last(torch.rand(1, 3, 64, 64))
+    assert tuple(out.shape) == (1, 512, 2, 2)
+
+
+def test_timm_unknown_model_suggests_names():
+    with pytest.raises(gancr.BuildError, match=r"timm has no model 'resnt18'. Did you mean .*resnet18"):
+        build_component("encoder", {"name": "timm", "model_name": "resnt18"})
+
+
+@pytest.mark.parametrize("decoder", ["transposed_conv", "upsample_conv", "unet"])
+@pytest.mark.parametrize("output,low,high", [("sigmoid", 0.0, 1.0), ("none", -math.inf, math.inf)])
+def test_decoder_norms_and_outputs(decoder, output, low, high, conv_features):
+    info, features = conv_features
+    for norm in ("batch", "instance", "none"):
+        dec = build_component("decoder", {"name": decoder, "norm": norm, "output": output}, feature_info=info)
+        with torch.no_grad():
+            y = dec(features)
+        assert tuple(y.shape) == (1, 3, H, W) and low <= float(y.min()) and float(y.max()) <= high
+        assert dec.last_layer is dec.head[1].weight
+
+
+def test_unet_uses_the_skips():
+    info = [FeatureInfo(8, 1), FeatureInfo(16, 2), FeatureInfo(32, 8)]
+    dec = build_component("decoder", {"name": "unet"}, feature_info=info)
+    feats = [torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8), torch.rand(1, 32, 2, 2)]
+    y = dec(feats)
+    assert tuple(y.shape) == (1, 3, 16, 16)
+    assert dec.skips == [-1, 1, 0]  # reduction 4 has no encoder level; 2 and 1 do
+    # changing a skip feature changes the output: the skips are used
+    feats2 = [feats[0], torch.rand(1, 16, 8, 8), feats[2]]
+    assert not torch.allclose(dec(feats2), y)
+
+
+def test_decoders_reject_a_reduction_that_is_not_a_power_of_two():
+    with pytest.raises(gancr.BuildError, match=r"upsamples by powers of 2.*reduction 3"):
+        build_component("decoder", {"name": "upsample_conv"}, feature_info=[FeatureInfo(8, 3, "odd")])
+
+
+def test_discriminator_shapes():
+    patch = build_component("discriminator", {"name": "patchgan", "layers": 3, "width": 8, "norm": "spectral"})
+    assert tuple(patch(torch.rand(1, 3, 64, 64)).shape) == (1, 1, 6, 6)
+    multi = build_component("discriminator", {"name": "multiscale", "scales": 3, "layers": 1, "width": 4})
+    shapes = [tuple(o.shape) for o in multi(torch.rand(1, 3, 64, 64))]
+    assert shapes == [(1, 1, 30, 30), (1, 1, 14, 14), (1, 1, 6, 6)]  # finest first
+    dcgan = build_component("discriminator", {"name": "dcgan", "width": 8})
+    for size in ((40, 56), (33, 47), (128, 96)):  # size-agnostic
+        assert tuple(dcgan(torch.rand(2, 3, *size)).shape) == (2, 1)
+
+
+def test_edge_loss_canny_and_color_spaces():
+    x = torch.rand(1, 3, 32, 32)
+    y = torch.rand(1, 3, 32, 32, requires_grad=True)
+    canny = build_component("content_loss", {"name": "edge", "mode": "canny"})
+    value = canny(x, y)
+    value.backward()
+    assert torch.isfinite(value) and y.grad.abs().sum() > 0 and float(canny(x, x)) == 0
+    with pytest.raises(gancr.BuildError, match="low_threshold 0.5 must be below high_threshold 0.2"):
+        build_component("content_loss", {"name": "edge", "low_threshold": 0.5})
+    for space in ("lab", "ycbcr"):
+        loss = build_component("content_loss", {"name": "color", "space": space, "blur": 1.0})
+        assert float(loss(x, x)) < 1e-6 and float(loss(x, y).detach()) > 0
+    # colour losses ignore brightness: a grey image against a darker grey is free
+    grey = torch.full((1, 3, 8, 8), 0.6)
+    assert float(build_component("content_loss", {"name": "color", "space": "ycbcr"})(grey, grey * 0.5)) < 1e-6
+
+
+def test_ssim_window_must_be_odd():
+    with pytest.raises(gancr.BuildError, match="window_size must be odd, got 4"):
+        build_component("content_loss", {"name": "ssim", "window_size": 4})
+
+
+def test_perceptual_and_gram_layers_and_untrained_warning():
+    from gancr.components import base
+
+    base._warned_untrained.discard("content loss 'perceptual'")
+    with pytest.warns(UserWarning, match="randomly initialised encoder") as record:
+        loss = build_component("content_loss", {"name": "perceptual", "encoder": {"name": "vgg19", "layer": "relu2_1"},
+                                                "layers": ["relu2_1"]})
+        build_component("content_loss", {"name": "perceptual", "encoder": {"name": "vgg19", "layer": "relu1_1"}})
+    assert len([w for w in record if "randomly initialised" in str(w.message)]) == 1  # once
+    assert loss.indices == [1]
+    assert not any(p.requires_grad for p in loss.encoder.parameters())
+    loss.train()
+    assert not loss.encoder.training  # frozen encoders stay in eval mode
+    with pytest.raises(gancr.BuildError, match=r"layers \['relu9_9'\] are not among the encoder's features"):
+        build_component("content_loss", {"name": "perceptual", "encoder": {"name": "vgg19", "layer": "relu2_1"},
+                                         "layers": ["relu9_9"]})
+    with pytest.raises(gancr.BuildError, match="not among the encoder's features"):
+        build_component("style_loss", {"name": "gram", "encoder": {"name": "conv"}, "layers": ["relu1_1"]})
+
+
+def test_gram_matrix_and_loss_of_identical_statistics():
+    from gancr.components.style_losses import gram_matrix
+
+    f = torch.rand(2, 4, 5, 6)
+    g = gram_matrix(f)
+    assert tuple(g.shape) == (2, 4, 4) and torch.allclose(g, g.transpose(1, 2))
+    assert torch.allclose(g[0], f[0].reshape(4, -1) @ f[0].reshape(4, -1).T / (4 * 5 * 6))
+    loss = build_component("style_loss", {"name": "gram", "encoder": {"name": "conv", "widths": [4, 8]}})
+    same = torch.rand(2, 3, 16, 16)
+    assert float(loss.generator_loss(StyleBatch(same, same.clone(), nn.Identity()))) < 1e-10
+
+
+def test_r1_needs_real_images_that_require_grad():
+    loss = build_component("style_loss", {"name": "r1"})
+    d = build_component("discriminator", {"name": "dcgan", "width": 4})
+    batch = StyleBatch(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), d)
+    with pytest.raises(RuntimeError, match="r1 needs real images that require grad"):
+        loss.discriminator_loss(batch)
+
+
+def test_adversarial_losses_have_the_documented_values():
+    """With a discriminator that outputs constants, each loss has a known value."""
+
+    class Const(nn.Module):
+        def forward(self, x):
+            return torch.where(x.mean(dim=(1, 2, 3), keepdim=True) > 0.5, 2.0, -1.0).expand(-1, 1, 2, 2)
+
+    real, fake = torch.ones(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)  # D(real)=2, D(fake)=-1
+    batch = StyleBatch(real, fake, Const())
+    sp = F.softplus
+    expect = {
+        "vanilla": (sp(torch.tensor(1.0)), sp(torch.tensor(-2.0)) + sp(torch.tensor(-1.0))),
+        "lsgan": (torch.tensor(4.0), torch.tensor(0.5 * (1 + 1))),
+        "hinge": (torch.tensor(1.0), torch.tensor(0.0 + 0.0)),
+    }
+    for name, (g, d) in expect.items():
+        loss = build_component("style_loss", {"name": name})
+        assert torch.allclose(loss.generator_loss(batch), g), name
+        assert torch.allclose(loss.discriminator_loss(batch), d), name
+
+
+def test_fixed_balancer_weights():
+    fixed = build_component("balancer", {"name": "fixed"})
+    c, s = torch.tensor(2.0), torch.tensor(3.0)
+    total, weights = fixed.combine(c, s, w_c=0.5, w_g=0.25)
+    assert float(total) == 0.5 * 2 + 0.25 * 3 and weights == {"w_c": 0.5, "w_g": 0.25}
+    pinned = build_component("balancer", {"name": "fixed", "w_c": 1.0, "w_g": 0.0})
+    total, weights = pinned.combine(c, s, w_c=0.5, w_g=0.25)
+    assert float(total) == 2.0 and weights == {"w_c": 1.0, "w_g": 0.0}
