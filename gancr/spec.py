@@ -301,6 +301,11 @@ class ContentNetSpec(_Section):
     decoder: Slot["decoder"] | None = Field(
         None, description="default: the same decoder spec as the generator's"
     )
+    train: bool = Field(
+        True,
+        description="train it on reconstruction (false: a baseline without content-retention "
+        "net, e.g. CycleGAN-like; then no content loss may use it)",
+    )
 
     @model_validator(mode="after")
     def _encoder_xor_shared(self) -> ContentNetSpec:

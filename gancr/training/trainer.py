@@ -170,6 +170,15 @@ class Trainer:
         self.adversarial = any(getattr(m, "adversarial", True) for _, m in self.losses.style)
         self.needs_real_grad = any(getattr(m, "needs_real_grad", False) for _, m in self.losses.style)
 
+        self.train_content_net = self.spec.model.content_net.train
+        if not self.train_content_net:
+            users = [i.name for i, (_, m) in zip(self.spec.losses.content, self.losses.content)
+                     if not getattr(m, "reconstruction", True)]
+            if users:
+                raise GancrError(
+                    f"model.content_net.train is false, but content losses {users} use the content "
+                    "net's features; train it, or drop those losses"
+                )
         self.total_steps = t.total_steps
         self.stage_ends = list(np.cumsum([s.steps for s in t.stages]))
         self.step = 0
@@ -248,15 +257,16 @@ class Trainer:
                     style = style + w * value.float()
             out["style"] = style
 
-            recon = self.content_net(x)
             reconstruction = torch.zeros((), device=self.device)
             context = LossContext(content_net=self.content_net)
-            for label, (w, loss) in zip(self.reconstruction_labels, self.losses.reconstruction):
-                value = loss(x, recon, context)
-                out[label] = value
-                reconstruction = reconstruction + w * value.float()
+            if self.train_content_net:
+                recon = self.content_net(x)
+                for label, (w, loss) in zip(self.reconstruction_labels, self.losses.reconstruction):
+                    value = loss(x, recon, context)
+                    out[label] = value
+                    reconstruction = reconstruction + w * value.float()
+                out["recon"] = recon
             out["reconstruction"] = reconstruction
-            out["recon"] = recon
 
             if stage.name == "joint":
                 content = torch.zeros((), device=self.device)
