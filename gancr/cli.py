@@ -187,9 +187,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_requirements(spec)
     start = time.perf_counter()
     trainer = Trainer(spec, args.out, resume=args.resume, max_steps=args.max_steps, quiet=args.quiet)
-    if trainer.resumed_from is not None:
-        print(f"resuming from {trainer.resumed_from} (step {trainer.step})")
-    result = trainer.fit()
+    try:
+        if trainer.resumed_from is not None and trainer.dist.is_main:
+            print(f"resuming from {trainer.resumed_from} (step {trainer.step})")
+        result = trainer.fit()
+    finally:
+        trainer.dist.shutdown()
+    if not trainer.dist.is_main:  # under torchrun, rank 0 reports
+        return 130 if result.status == "interrupted" else 0
     elapsed = time.perf_counter() - start
     out = Path(args.out)
     if result.status == "interrupted":

@@ -26,6 +26,7 @@ from gancr.errors import CheckpointError
 __all__ = [
     "atomic_write",
     "atomic_write_text",
+    "checkpoint_path",
     "save_checkpoint",
     "load_checkpoint",
     "list_checkpoints",

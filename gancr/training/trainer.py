@@ -42,6 +42,7 @@ from gancr.plugins import call_hook
 from gancr.spec import Spec, StageSpec, load_spec
 from gancr.training.checkpoint import (
     atomic_write_text,
+    checkpoint_path,
     get_rng_state,
     latest_checkpoint,
     load_checkpoint,
@@ -50,6 +51,7 @@ from gancr.training.checkpoint import (
     save_generator,
     set_rng_state,
 )
+from gancr.training.distributed import from_environment
 from gancr.training.parts import EMA, ImagePool, lr_factor, make_optimizer, resolve_device, resolve_precision
 
 __all__ = ["Trainer", "FitResult", "TrainingError"]
@@ -71,14 +73,20 @@ class FitResult:
 
 
 class _StepBatches(torch.utils.data.Sampler[list[int]]):
-    """Batches of global sample numbers: step ``t`` is samples ``t*B .. t*B+B-1``."""
+    """Batches of global sample numbers: step ``t`` is samples ``t*B .. t*B+B-1``.
 
-    def __init__(self, start: int, stop: int, batch_size: int):
+    With ``world_size`` processes, rank ``r`` takes its contiguous share of each global batch.
+    """
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world_size: int = 1):
         self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
-            yield list(range(step * self.batch_size, (step + 1) * self.batch_size))
+            first = step * self.batch_size + self.offset
+            yield list(range(first, first + self.local))
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -131,13 +139,21 @@ class Trainer:
         self.quiet = quiet
         self.max_steps = max_steps
         t = self.spec.training
-        self.device = resolve_device(t.device)
+        self.dist = from_environment()
+        self.device = self.dist.init(resolve_device(t.device))
+        self.local_batch = self.dist.local_batch(t.batch_size)
         self.precision = resolve_precision(t.precision, self.device)
         self._seed_everything(t.seed)
 
         self.trio: Trio = build(self.spec).to(self.device)
         self.losses: Losses = build_losses(self.spec)
         self.loss_modules = self.losses.modules().to(self.device)
+        if self.dist.enabled:
+            if self.device.type == "cuda":
+                self.trio = nn.SyncBatchNorm.convert_sync_batchnorm(self.trio)
+            self.dist.broadcast_parameters(self.trio)
+            self.dist.broadcast_parameters(self.loss_modules)
+            torch.manual_seed(t.seed + 7919 * self.dist.rank)  # per-process noise (penalties, pool)
         if t.channels_last:
             self.trio.to(memory_format=torch.channels_last)
         self.generator, self.content_net, self.discriminator = (
@@ -320,6 +336,7 @@ class Trainer:
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
             if not params:
                 continue
+            self.dist.average_gradients(params)
             if clip is not None:
                 self.scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, clip)
@@ -362,7 +379,8 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         parts = self.generator_losses(x, s, stage)
         scalar_keys = [k for k, v in parts.items() if isinstance(v, Tensor) and v.dim() == 0]
-        values = dict(zip(scalar_keys, torch.stack([parts[k].detach().float() for k in scalar_keys]).tolist()))
+        stacked = self.dist.average(torch.stack([parts[k].detach().float() for k in scalar_keys]))
+        values = dict(zip(scalar_keys, stacked.tolist()))
         skipped = self._nonfinite(values, "generator/content-net")
         if not skipped:
             self._update(["generator", "content_net"], parts["objective"])
@@ -381,7 +399,8 @@ class Trainer:
                 self.optimizers["discriminator"].zero_grad(set_to_none=True)
                 d_total, d_terms = self.discriminator_loss(real, fake)
                 keys = ["discriminator", *d_terms]
-                d_values = dict(zip(keys, torch.stack([d_total.detach(), *[v.detach().float() for v in d_terms.values()]]).tolist()))
+                stacked = self.dist.average(torch.stack([d_total.detach(), *[v.detach().float() for v in d_terms.values()]]))
+                d_values = dict(zip(keys, stacked.tolist()))
                 d_skipped = self._nonfinite(d_values, "discriminator")
                 if d_skipped:
                     break
@@ -415,15 +434,20 @@ class Trainer:
     # ------------------------------------------------------------------------------------
 
     def fit(self) -> FitResult:
-        """Train to the end of the last stage (or ``max_steps``); returns what happened."""
+        """Train to the end of the last stage (or ``max_steps``); returns what happened.
+
+        Under ``torchrun`` every process trains; only rank 0 writes the run directory.
+        """
         t = self.spec.training
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
-        self._trim_metrics()
+        main = self.dist.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
+            self._trim_metrics()
         stop = self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps)
         loader = torch.utils.data.DataLoader(
             self.dataset,
-            batch_sampler=_StepBatches(self.step, stop, t.batch_size),
+            batch_sampler=_StepBatches(self.step, stop, t.batch_size, self.dist.rank, self.dist.world_size),
             num_workers=t.workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator(),  # keep the global random state untouched
@@ -431,29 +455,32 @@ class Trainer:
         )
         status: Literal["finished", "max_steps", "interrupted"] = "finished"
         last_ckpt: Path | None = None
+        generator_path: Path | None = None
         current_stage = -1
-        bar = self._progress_bar()
+        bar = self._progress_bar() if main else None
         previous_handler = self._install_sigint()
         rate: float | None = None
+        log = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
         try:
-            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
-                tick = time.perf_counter()
-                for batch in loader:
-                    stage_i = self.stage_index(self.step)
-                    if stage_i != current_stage:
-                        current_stage = stage_i
-                        stage = t.stages[stage_i]
+            tick = time.perf_counter()
+            for batch in loader:
+                stage_i = self.stage_index(self.step)
+                if stage_i != current_stage:
+                    current_stage = stage_i
+                    stage = t.stages[stage_i]
+                    if main:
                         call_hook("gancr_on_stage_start", trainer=self, stage=stage, stage_index=stage_i)
-                        if bar is not None:
-                            bar.set_description(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
-                    x, s = self._to_device(batch["content"]), self._to_device(batch["style"])
-                    metrics = self.train_step(x, s)
-                    now = time.perf_counter()
-                    step_rate = t.batch_size / max(now - tick, 1e-9)
-                    rate = step_rate if rate is None else 0.9 * rate + 0.1 * step_rate
-                    tick = now
-                    metrics["images_per_s"] = step_rate
-                    metrics["time"] = time.time()
+                    if bar is not None:
+                        bar.set_description(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
+                x, s = self._to_device(batch["content"]), self._to_device(batch["style"])
+                metrics = self.train_step(x, s)
+                now = time.perf_counter()
+                step_rate = t.batch_size / max(now - tick, 1e-9)
+                rate = step_rate if rate is None else 0.9 * rate + 0.1 * step_rate
+                tick = now
+                metrics["images_per_s"] = step_rate
+                metrics["time"] = time.time()
+                if main:
                     if self.step % t.log_every == 0 or self.step == stop:
                         log.write(json.dumps(metrics) + "\n")
                         log.flush()
@@ -464,26 +491,35 @@ class Trainer:
                         bar.set_postfix_str(self._postfix(metrics, rate))
                     if self.step % t.sample_every == 0:
                         self.save_samples()
-                    if self.step % t.checkpoint.every == 0 and self.step < stop:
-                        last_ckpt = self.save_checkpoint()
-                    if self._stop_requested:
-                        status = "interrupted"
-                        break
+                if self.step % t.checkpoint.every == 0 and self.step < stop:
+                    last_ckpt = self.save_checkpoint()
+                if self._should_stop():
+                    status = "interrupted"
+                    break
             if status == "finished" and self.step < self.total_steps:
                 status = "max_steps"
             if last_ckpt is None or not last_ckpt.name.endswith(f"{self.step:07d}.pt"):
                 last_ckpt = self.save_checkpoint()
-            generator_path = None
-            if status == "finished":
+            if status == "finished" and main:
                 self.save_samples()
                 generator_path = self.save_generator()
+            self.dist.barrier()
         finally:
             self._restore_sigint(previous_handler)
+            if log is not None:
+                log.close()
             if bar is not None:
                 bar.close()
             if self._tensorboard is not None:
                 self._tensorboard.close()
         return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path)
+
+    def _should_stop(self) -> bool:
+        """A stop request (Ctrl-C) on any process stops every process after the same step."""
+        if not self.dist.enabled:
+            return self._stop_requested
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        return bool(self.dist.average(flag).item() > 0)
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step (with a checkpoint); as Ctrl-C does."""
@@ -601,11 +637,17 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step_<N>.pt`` atomically and keep the newest ``keep``."""
+        """Write ``checkpoints/step_<N>.pt`` atomically and keep the newest ``keep``.
+
+        Under ``torchrun`` rank 0 writes it and every process waits for it (a barrier).
+        """
         directory = self.out_dir / "checkpoints"
-        path = save_checkpoint(directory, self.step, self.state_dict())
-        prune_checkpoints(directory, self.spec.training.checkpoint.keep)
-        call_hook("gancr_on_checkpoint", trainer=self, step=self.step, path=path)
+        path = checkpoint_path(directory, self.step)
+        if self.dist.is_main:
+            path = save_checkpoint(directory, self.step, self.state_dict())
+            prune_checkpoints(directory, self.spec.training.checkpoint.keep)
+            call_hook("gancr_on_checkpoint", trainer=self, step=self.step, path=path)
+        self.dist.barrier()
         return path
 
     def save_generator(self) -> Path:
@@ -613,7 +655,9 @@ class Trainer:
         tensors = {f"generator/{k}": v for k, v in self.generator.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema/{k}": v for k, v in self.ema.module.state_dict().items()})
-        tensors.update({f"content_net/{k}": v for k, v in self.content_net.state_dict().items()})
+        # a shared encoder (share_encoder: true) is stored twice: safetensors refuses tensors
+        # that share memory
+        tensors.update({f"content_net/{k}": v.clone() for k, v in self.content_net.state_dict().items()})
         return save_generator(self.out_dir / "generator.safetensors", tensors, self.spec.to_dict(),
                               {"step": self.step, "ema": self.ema is not None})
 
@@ -642,3 +686,5 @@ class Trainer:
         self.nonfinite = int(state.get("nonfinite", 0))
         self.step = int(state["step"])
         self.resumed_from = path
+        if self.dist.enabled:  # per-process noise again, whatever the world size was before
+            torch.manual_seed(self.spec.training.seed + 7919 * self.dist.rank + self.step)

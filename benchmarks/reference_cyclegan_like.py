@@ -1,0 +1,117 @@
+"""A hand-written, plain-PyTorch training step of examples/cyclegan_like.yaml — no gancr.
+
+What a user writes by hand after reading the CycleGAN code (one direction): a ResNet-9
+generator (c7s1-64, d128, d256, 9 residual blocks, u128, u64, c7s1-3), a 70x70 PatchGAN,
+LSGAN + 10 * L1, Adam(2e-4, betas 0.5/0.999), an image pool of 50 fakes. Layers are the
+same as gancr's components (affine instance norm, reflection padding, tanh mapped to
+[0, 1]), so both sides do the same arithmetic. ``benchmarks/speed.py`` times it against
+gancr's trainer in the same process.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _norm(c: int) -> nn.Module:
+    return nn.InstanceNorm2d(c, affine=True)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(c), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(c),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    def __init__(self, width: int = 64, blocks: int = 9):
+        super().__init__()
+        w = width
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, w, 7), _norm(w), nn.ReLU(True),
+                  nn.Conv2d(w, 2 * w, 3, 2, 1), _norm(2 * w), nn.ReLU(True),
+                  nn.Conv2d(2 * w, 4 * w, 3, 2, 1), _norm(4 * w), nn.ReLU(True)]
+        layers += [ResBlock(4 * w) for _ in range(blocks)]
+        layers += [nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), _norm(2 * w), nn.ReLU(True),
+                   nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), _norm(w), nn.ReLU(True),
+                   nn.ReflectionPad2d(3), nn.Conv2d(w, 3, 7)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return torch.tanh(self.model(x)) * 0.5 + 0.5
+
+
+class PatchDiscriminator(nn.Module):
+    def __init__(self, width: int = 64, layers: int = 3):
+        super().__init__()
+        seq = [nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        c = width
+        for n in range(1, layers + 1):
+            out = width * min(2**n, 8)
+            seq += [nn.Conv2d(c, out, 4, 2 if n < layers else 1, 1), _norm(out), nn.LeakyReLU(0.2, True)]
+            c = out
+        seq.append(nn.Conv2d(c, 1, 4, 1, 1))
+        self.model = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class ImagePool:
+    def __init__(self, size: int = 50):
+        self.size, self.images = size, []
+
+    def query(self, fakes):
+        out = []
+        for image in fakes.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif random.random() < 0.5:
+                i = random.randrange(self.size)
+                out.append(self.images[i].clone())
+                self.images[i] = image
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+
+def make_step(device: torch.device, lambda_l1: float = 10.0):
+    """A ``step(x, s)`` closure that trains G and D once on content ``x`` and style ``s``."""
+    G = ResnetGenerator().to(device)
+    D = PatchDiscriminator().to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    pool = ImagePool(50)
+
+    def step(x, s):
+        # generator
+        for p in D.parameters():
+            p.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        fake = G(x)
+        loss_g = (D(fake) - 1).square().mean() + lambda_l1 * F.l1_loss(fake, x)
+        loss_g.backward()
+        opt_g.step()
+        # discriminator
+        for p in D.parameters():
+            p.requires_grad_(True)
+        opt_d.zero_grad(set_to_none=True)
+        f = pool.query(fake.detach())
+        loss_d = 0.5 * ((D(s) - 1).square().mean() + D(f).square().mean())
+        loss_d.backward()
+        opt_d.step()
+        return loss_g.detach(), loss_d.detach()
+
+    step.modules = (G, D)  # type: ignore[attr-defined]
+    return step
