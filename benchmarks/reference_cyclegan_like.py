@@ -86,21 +86,37 @@ class ImagePool:
         return torch.cat(out, 0)
 
 
-def make_step(device: torch.device, lambda_l1: float = 10.0):
-    """A ``step(x, s)`` closure that trains G and D once on content ``x`` and style ``s``."""
+def make_step(device: torch.device, *, precision: str = "fp32", channels_last: bool = False,
+              compile: bool | str = False, optimizer: dict | None = None, lambda_l1: float = 10.0):
+    """A ``step(x, s)`` closure that trains G and D once on content ``x`` and style ``s``.
+
+    ``precision`` (fp32 or bf16 autocast), ``channels_last``, ``compile`` and optimiser
+    options (e.g. ``{"fused": True}``) are what a careful user would add by hand; the
+    defaults are the plain step.
+    """
     G = ResnetGenerator().to(device)
     D = PatchDiscriminator().to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    if channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), **(optimizer or {}))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), **(optimizer or {}))
+    g_fwd, d_fwd = G, D
+    if compile:
+        mode = None if compile is True else compile
+        g_fwd, d_fwd = torch.compile(G, mode=mode), torch.compile(D, mode=mode)
     pool = ImagePool(50)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(x, s):
+        if channels_last:
+            x, s = x.contiguous(memory_format=torch.channels_last), s.contiguous(memory_format=torch.channels_last)
         # generator
         for p in D.parameters():
             p.requires_grad_(False)
         opt_g.zero_grad(set_to_none=True)
-        fake = G(x)
-        loss_g = (D(fake) - 1).square().mean() + lambda_l1 * F.l1_loss(fake, x)
+        with autocast:
+            fake = g_fwd(x)
+            loss_g = (d_fwd(fake).float() - 1).square().mean() + lambda_l1 * F.l1_loss(fake.float(), x)
         loss_g.backward()
         opt_g.step()
         # discriminator
@@ -108,7 +124,8 @@ def make_step(device: torch.device, lambda_l1: float = 10.0):
             p.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)
         f = pool.query(fake.detach())
-        loss_d = 0.5 * ((D(s) - 1).square().mean() + D(f).square().mean())
+        with autocast:
+            loss_d = 0.5 * ((d_fwd(s).float() - 1).square().mean() + d_fwd(f).float().square().mean())
         loss_d.backward()
         opt_d.step()
         return loss_g.detach(), loss_d.detach()

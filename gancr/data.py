@@ -66,6 +66,7 @@ __all__ = [
     "cartoonize",
     "Cartoonize",
     "UnpairedImages",
+    "DeviceAugment",
 ]
 
 #: File extensions searched for in a folder (compared case-insensitively).
@@ -647,6 +648,43 @@ def _positive_int(value: object, name: str) -> int:
     return value
 
 
+class DeviceAugment(torch.nn.Module):
+    """Random resized crop, flip and (style) hue rotation of uint8 batches, on their device.
+
+    The counterpart of ``UnpairedImages(augment=False)``: the loader only decodes and
+    copies uint8 squares (a quarter of the bytes of float32), and the augmentation runs
+    where the training step runs, so the loader does not starve a fast device. Uses
+    torch's global random generator (which checkpoints save and restore).
+
+    Args:
+        image_size: side of the output crops.
+        crop_scale: range of the crop's area, as a fraction of the square.
+        flip: flip horizontally with probability 0.5.
+        hue: rotate the hue by up to this fraction of the colour circle (0 to 0.5).
+
+    Shape:
+        ``(B, 3, L, L)`` uint8 -> ``(B, 3, S, S)`` float32 in [0, 1].
+    """
+
+    def __init__(self, image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0), flip: bool = True,
+                 hue: float = 0.0):
+        super().__init__()
+        import kornia.augmentation as K
+
+        ops: list[torch.nn.Module] = [
+            K.RandomResizedCrop((image_size, image_size), scale=tuple(crop_scale), ratio=(3 / 4, 4 / 3))
+        ]
+        if flip:
+            ops.append(K.RandomHorizontalFlip(p=0.5))
+        if hue > 0:
+            ops.append(K.ColorJiggle(hue=(-hue, hue), p=1.0))
+        self.ops = torch.nn.Sequential(*ops)
+
+    def forward(self, batch: Tensor) -> Tensor:
+        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        return self.ops(x).clamp_(0.0, 1.0)
+
+
 class UnpairedImages(torch.utils.data.Dataset):
     """Unpaired content and style images, each sample a pure function of ``(seed, k)``.
 
@@ -666,6 +704,9 @@ class UnpairedImages(torch.utils.data.Dataset):
         style_hue: rotate the hue of style samples by a uniform fraction of the colour
             circle in ``[-style_hue, style_hue]`` (0 to 0.5), so a discriminator judges a
             small style set by its look (flat areas, outlines, strokes) rather than its colours.
+        augment: crop, flip and jitter here (the default). ``False`` returns the centred
+            ``load_size`` square of the drawn image as uint8, for :class:`DeviceAugment` to
+            crop, flip and jitter on the training device.
         seed: the data seed.
         cache: keep the decoded, resized images in memory (uint8).
 
@@ -689,6 +730,7 @@ class UnpairedImages(torch.utils.data.Dataset):
         crop_scale: tuple[float, float] = (0.5, 1.0),
         flip: bool = True,
         style_hue: float = 0.0,
+        augment: bool = True,
         seed: int = 0,
         cache: bool = True,
     ) -> None:
@@ -712,6 +754,7 @@ class UnpairedImages(torch.utils.data.Dataset):
         if not 0.0 <= float(style_hue) <= 0.5:
             raise ValueError(f"UnpairedImages: style_hue must be in [0, 0.5], got {style_hue!r}")
         self.style_hue = float(style_hue)
+        self.augment = bool(augment)
         self.seed = operator.index(seed)
         self.cache = bool(cache)
 
@@ -762,6 +805,10 @@ class UnpairedImages(torch.utils.data.Dataset):
         index = _randint(g, len(paths))
         image = cache[index] if cache is not None else _load_resized(paths[index], self.load_size)
         h, w = image.shape[-2:]
+        if not self.augment:  # the centred square; DeviceAugment does the rest
+            side = min(h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            return image[:, top : top + side, left : left + side].contiguous()
         top, left, ch, cw = _crop_params(h, w, self.crop_scale, g)
         flip = float(torch.rand((), generator=g)) < 0.5  # drawn even without flip
         crop = image[:, top : top + ch, left : left + cw].to(torch.float32) / 255.0

@@ -199,7 +199,7 @@ class OptimizerSpec(_Section):
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
-        "auto", description="auto: fused on CUDA, foreach elsewhere"
+        "auto", description="auto: fused on CUDA and the CPU, foreach elsewhere"
     )
 
 
@@ -240,8 +240,19 @@ class TrainingSpec(_Section):
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm, per network")
     ema: EmaSpec = Field(default_factory=EmaSpec)
     image_pool: int = Field(0, ge=0, description="size of the pool of past fakes (0: off)")
-    channels_last: bool = False
-    compile: bool = False
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="channels-last memory format; auto: on CUDA, off on the CPU"
+    )
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        False,
+        description="torch.compile the generator, content net, discriminator and losses "
+        "(true = 'default'; 'reduce-overhead' adds CUDA graphs, best at small batches); "
+        "compiling takes minutes, so it pays on long runs",
+    )
+    cudnn_benchmark: bool = Field(True, description="let cuDNN pick the fastest kernels (CUDA)")
+    activation_checkpointing: bool = Field(
+        False, description="recompute the generator's activations in the backward pass (less memory)"
+    )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     sample_every: int = Field(100, gt=0)
     log_every: int = Field(1, gt=0)
@@ -271,6 +282,12 @@ class DataSpec(_Section):
         description="rotate style samples' hue by up to this fraction of the colour circle",
     )
     cache: bool = True
+    augment_on: Literal["loader", "device"] = Field(
+        "loader",
+        description="where crops, flips and hue jitter happen: in the data loader (exactly "
+        "reproducible per sample) or on the training device (kornia; the loader only copies "
+        "uint8 squares, so it keeps up with a fast GPU)",
+    )
 
     @field_validator("crop_scale")
     @classmethod

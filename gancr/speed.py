@@ -106,9 +106,18 @@ def _load_module(path: Path) -> Any:
     return module
 
 
-def _peak_memory(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+def _step_peak_memory(step: Callable[[], Any], device: torch.device) -> float | None:
+    """Peak device memory of one step, MiB (CUDA only: the CPU has no per-step counter)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _process_peak_rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
 
 
@@ -133,10 +142,11 @@ def _gancr_step(spec_path: str, device: torch.device, batch: int, size: int, ove
     return step, trainer
 
 
-def _reference_step(path: Path, device: torch.device, batch: int, size: int) -> Callable[[], Any]:
+def _reference_step(path: Path, device: torch.device, batch: int, size: int,
+                    options: dict[str, Any] | None = None) -> Callable[[], Any]:
     module = _load_module(path)
     torch.manual_seed(0)
-    fn = module.make_step(device)
+    fn = module.make_step(device, **(options or {}))
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.rand(batch, 3, size, size, generator=g).to(device)
     s = torch.rand(batch, 3, size, size, generator=g).to(device)
@@ -165,7 +175,8 @@ class _null:
 def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: int = 256,
                 reference: str | None = None, overrides: list[str] | None = None, warmup: int = 3,
                 repeats: int = 5, steps: int = 5, latency_sizes: tuple[int, ...] = (512, 1024),
-                latency_modes: tuple[str, ...] | None = None) -> dict[str, Any]:
+                latency_modes: tuple[str, ...] | None = None,
+                reference_modes: tuple[str, ...] = ("plain", "matched")) -> dict[str, Any]:
     """Time gancr's training step and the reference's; returns a dict of figures."""
     from gancr.training.parts import resolve_device
 
@@ -180,29 +191,45 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
     sides: list[tuple[str, Callable[[], Any]]] = [("gancr", g_step)]
     ref_path = find_reference(spec_path, reference)
     if ref_path is not None:
-        sides.append((f"hand-written ({ref_path.name})", _reference_step(ref_path, dev, batch, size)))
-    for name, step in sides:
+        t = trainer.spec.training
+        matched = {"precision": trainer.precision, "channels_last": trainer.channels_last, "compile": t.compile,
+                   "optimizer": {"fused": True}}
+        if "plain" in reference_modes:
+            sides.append(("hand-written, plain", _reference_step(ref_path, dev, batch, size)))
+        if "matched" in reference_modes:
+            sides.append(("hand-written, gancr's settings", _reference_step(ref_path, dev, batch, size, matched)))
+        result["reference"] = str(ref_path)
+    # first calls (compilation, autotuning), then warm-up, then interleaved timings, so that
+    # a drifting machine (thermal state, other load) weighs on every side alike
+    firsts = []
+    for _, step in sides:
         t0 = time.perf_counter()
-        step()  # first call: compile, cudnn autotune
+        step()
         _sync(dev)
-        first = time.perf_counter() - t0
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        seconds = time_step(step, dev, warmup=warmup, repeats=repeats, steps=steps)
+        firsts.append(time.perf_counter() - t0)
+    for _, step in sides:
+        for _ in range(warmup):
+            step()
+    timings: list[list[float]] = [[] for _ in sides]
+    for _ in range(repeats):
+        for i, (_, step) in enumerate(sides):
+            timings[i].append(time_step(step, dev, warmup=0, repeats=1, steps=steps))
+    peak_bf16 = next((v for k, v in PEAK_BF16.items() if k in result["device_name"]), None)
+    for (name, step), first, times in zip(sides, firsts, timings):
+        seconds = statistics.median(times)
         flops = step_flops(step)
-        ops = count_ops(step)
         row = {"name": name, "seconds_per_step": seconds, "images_per_s": batch / seconds,
-               "flops_per_step": flops, "tflops": flops / seconds / 1e12, "ops_per_step": ops,
-               "peak_memory_mib": _peak_memory(dev), "first_step_s": first}
-        peak = next((v for k, v in PEAK_BF16.items() if k in result["device_name"]), None)
-        if peak is not None:
-            row["fraction_of_bf16_peak"] = flops / seconds / peak
+               "flops_per_step": flops, "tflops": flops / seconds / 1e12, "ops_per_step": count_ops(step),
+               "peak_memory_mib": _step_peak_memory(step, dev), "first_step_s": first,
+               "spread": (min(times), max(times))}
+        if peak_bf16 is not None:
+            row["fraction_of_bf16_peak"] = flops / seconds / peak_bf16
         rows.append(row)
     result["rows"] = rows
-    if len(rows) == 2:
-        result["ratio"] = rows[0]["images_per_s"] / rows[1]["images_per_s"]
+    result["process_peak_rss_mib"] = _process_peak_rss()
+    result["ratios"] = {r["name"]: rows[0]["images_per_s"] / r["images_per_s"] for r in rows[1:]}
     result["precision"] = trainer.precision
-    result["channels_last"] = trainer.spec.training.channels_last
+    result["channels_last"] = trainer.channels_last
     result["compile"] = trainer.spec.training.compile
     modes = latency_modes or (("fp32", "bf16", "compiled") if dev.type == "cuda" else ("fp32",))
     latency = {}
@@ -235,14 +262,18 @@ def format_table(result: dict[str, Any]) -> str:
     header = ("", "img/s", "ms/step", "GFLOP/step", "TFLOP/s", "ops/step", "peak MiB", "first step s")
     rows = [header]
     for r in result["rows"]:
+        peak = r["peak_memory_mib"]
         rows.append((r["name"], f"{r['images_per_s']:.2f}", f"{r['seconds_per_step'] * 1000:.1f}",
                      f"{r['flops_per_step'] / 1e9:.1f}", f"{r['tflops']:.3f}", str(r["ops_per_step"]),
-                     f"{r['peak_memory_mib']:.0f}", f"{r['first_step_s']:.1f}"))
+                     "-" if peak is None else f"{peak:.0f}", f"{r['first_step_s']:.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    if "ratio" in result:
-        lines.append(f"gancr / hand-written: {result['ratio']:.3f}x")
+    if result["device"] == "cpu":
+        lines.append(f"peak memory: the CPU has no per-step counter; the whole process peaked at "
+                     f"{result['process_peak_rss_mib']:.0f} MiB RSS")
+    for name, ratio in result.get("ratios", {}).items():
+        lines.append(f"gancr / {name}: {ratio:.3f}x")
     for r in result["rows"]:
         if "fraction_of_bf16_peak" in r:
             lines.append(f"{r['name']}: {100 * r['fraction_of_bf16_peak']:.1f}% of the card's bf16 peak")
@@ -272,6 +303,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--steps", type=int, default=5, help="steps per timing")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--latency-sizes", default="512,1024", help="comma-separated; empty for none")
+    p.add_argument("--reference-modes", default="plain,matched",
+                   help="hand-written variants: plain (fp32 eager, default optimiser) and/or matched "
+                        "(gancr's precision, channels_last, compile and optimiser)")
     p.add_argument("--json", default=None, help="also write the figures to this file")
 
 
@@ -279,7 +313,8 @@ def run(args: Any) -> int:
     sizes = tuple(int(s) for s in args.latency_sizes.split(",") if s.strip())
     result = bench_speed(args.spec, device=args.device, batch=args.batch, size=args.size, reference=args.reference,
                          overrides=args.overrides, warmup=args.warmup, repeats=args.repeats, steps=args.steps,
-                         latency_sizes=sizes)
+                         latency_sizes=sizes,
+                         reference_modes=tuple(m.strip() for m in args.reference_modes.split(",") if m.strip()))
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -90,16 +90,18 @@ def get_rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`get_rng_state`'s states (their tensors may have been loaded onto a GPU:
+    random states are CPU byte tensors)."""
     random.setstate(_to_tuple(state["python"]))
     n = state["numpy"]
     np.random.set_state(
-        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        (n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         states = state["cuda"]
         if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
+            torch.cuda.set_rng_state_all([s.cpu() for s in states])
 
 
 def _to_data(value: Any) -> Any:

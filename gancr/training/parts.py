@@ -40,12 +40,12 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def make_optimizer(spec: Any, params: Iterable[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or AdamW from ``training.optimizer``; fused on CUDA, foreach elsewhere, by default."""
+    """Adam or AdamW from ``training.optimizer``; fused on CUDA and the CPU by default."""
     params = [p for p in params if p.requires_grad]
     cls = torch.optim.AdamW if spec.name == "adamw" else torch.optim.Adam
     impl = spec.implementation
-    if impl == "auto":
-        impl = "fused" if device.type == "cuda" else "foreach"
+    if impl == "auto":  # fused kernels exist for CUDA and (since torch 2.4) the CPU
+        impl = "fused" if device.type in ("cuda", "cpu") else "foreach"
     kwargs: dict[str, Any] = {"lr": lr, "betas": tuple(spec.betas), "weight_decay": spec.weight_decay}
     if impl == "fused":
         kwargs["fused"] = True

@@ -154,13 +154,24 @@ class Trainer:
             self.dist.broadcast_parameters(self.trio)
             self.dist.broadcast_parameters(self.loss_modules)
             torch.manual_seed(t.seed + 7919 * self.dist.rank)  # per-process noise (penalties, pool)
-        if t.channels_last:
+        self.channels_last = t.channels_last if t.channels_last != "auto" else self.device.type == "cuda"
+        if self.channels_last:
             self.trio.to(memory_format=torch.channels_last)
+            self.loss_modules.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = t.cudnn_benchmark
+        self.generator_checkpointing = t.activation_checkpointing
         self.generator, self.content_net, self.discriminator = (
             self.trio.generator, self.trio.content_net, self.trio.discriminator,
         )
-        self._g_forward = torch.compile(self.generator) if t.compile else self.generator
-        self._d_forward = torch.compile(self.discriminator) if t.compile else self.discriminator
+        self._g_forward, self._c_forward, self._d_forward = self.generator, self.content_net, self.discriminator
+        if t.compile:
+            mode = None if t.compile is True or t.compile == "default" else t.compile
+            self._g_forward = torch.compile(self.generator, mode=mode)
+            self._c_forward = torch.compile(self.content_net, mode=mode)
+            self._d_forward = torch.compile(self.discriminator, mode=mode)
+            for _, loss in [*self.losses.content, *self.losses.style]:
+                loss.compile(mode=mode)
 
         g_params = list(self.generator.parameters())
         seen = {id(p) for p in g_params}
@@ -201,6 +212,13 @@ class Trainer:
         self.nonfinite = 0
         self._stop_requested = False
         self._dataset = dataset
+        self._device_augment: Any = None
+        if self.spec.data.augment_on == "device" and dataset is None:
+            from gancr.data import DeviceAugment
+
+            d = self.spec.data
+            self._device_augment = DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip)
+            self._device_augment_style = DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip, d.style_hue)
         self._samples: Tensor | None = None
         self._tensorboard: Any = None
         self.resumed_from: Path | None = None
@@ -226,7 +244,7 @@ class Trainer:
             self._dataset = UnpairedImages(
                 d.content, d.style, image_size=t.image_size, load_size=d.load_size,
                 crop_scale=tuple(d.crop_scale), flip=d.flip, style_hue=d.style_hue, seed=t.seed,
-                cache=d.cache,
+                cache=d.cache, augment=d.augment_on == "loader",
             )
         return self._dataset
 
@@ -245,13 +263,20 @@ class Trainer:
 
     def _to_device(self, x: Tensor) -> Tensor:
         x = x.to(self.device, non_blocking=True)
-        if self.spec.training.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
     # ------------------------------------------------------------------------------------
     # losses of one step
     # ------------------------------------------------------------------------------------
+
+    def _generate(self, x: Tensor) -> Tensor:
+        if self.generator_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self._g_forward, x, use_reentrant=False)
+        return self._g_forward(x)
 
     def generator_losses(self, x: Tensor, s: Tensor, stage: StageSpec) -> dict[str, Any]:
         """The generator side of one step, without updating anything.
@@ -262,7 +287,7 @@ class Trainer:
         labels, and the balancer's ``weights``.
         """
         with self._autocast():
-            fake = self._g_forward(x)
+            fake = self._generate(x)
             batch = StyleBatch(s, fake, self._d_forward)
             out: dict[str, Any] = {"fake": fake}
             style = torch.zeros((), device=self.device)
@@ -276,7 +301,7 @@ class Trainer:
             reconstruction = torch.zeros((), device=self.device)
             context = LossContext(content_net=self.content_net)
             if self.train_content_net:
-                recon = self.content_net(x)
+                recon = self._c_forward(x)
                 for label, (w, loss) in zip(self.reconstruction_labels, self.losses.reconstruction):
                     value = loss(x, recon, context)
                     out[label] = value
@@ -331,6 +356,7 @@ class Trainer:
     def _update(self, names: list[str], loss: Tensor) -> None:
         opts = [self.optimizers[n] for n in names]
         self.scaler.scale(loss).backward()
+        stepped = False
         clip = self.spec.training.grad_clip
         for opt in opts:
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
@@ -341,6 +367,11 @@ class Trainer:
                 self.scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, clip)
             self.scaler.step(opt)
+            stepped = True
+        # one update per step of the optimisers (a scaler refuses two steps of one optimiser
+        # without an update between them, e.g. d_steps > 1), none when nothing stepped
+        if stepped:
+            self.scaler.update()
 
     def _nonfinite(self, values: dict[str, float], where: str) -> bool:
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
@@ -377,12 +408,19 @@ class Trainer:
         self.discriminator.requires_grad_(False)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
+        # the losses may update their own state (gradnorm's norms, constraint's lambda):
+        # a skipped step must leave none of it behind
+        loss_buffers = [b.clone() for b in self.loss_modules.buffers()]
         parts = self.generator_losses(x, s, stage)
         scalar_keys = [k for k, v in parts.items() if isinstance(v, Tensor) and v.dim() == 0]
         stacked = self.dist.average(torch.stack([parts[k].detach().float() for k in scalar_keys]))
         values = dict(zip(scalar_keys, stacked.tolist()))
         skipped = self._nonfinite(values, "generator/content-net")
-        if not skipped:
+        if skipped:
+            with torch.no_grad():
+                for buffer, saved in zip(self.loss_modules.buffers(), loss_buffers):
+                    buffer.copy_(saved)
+        else:
             self._update(["generator", "content_net"], parts["objective"])
             if self.ema is not None:
                 start = self.spec.training.ema.start_step
@@ -405,7 +443,6 @@ class Trainer:
                 if d_skipped:
                     break
                 self._update(["discriminator"], d_total)
-        self.scaler.update()
         if not skipped and not d_skipped:
             self.nonfinite = 0
 
@@ -473,6 +510,9 @@ class Trainer:
                     if bar is not None:
                         bar.set_description(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
                 x, s = self._to_device(batch["content"]), self._to_device(batch["style"])
+                if self._device_augment is not None:
+                    x = self._to_device(self._device_augment(x))
+                    s = self._to_device(self._device_augment_style(s))
                 metrics = self.train_step(x, s)
                 now = time.perf_counter()
                 step_rate = t.batch_size / max(now - tick, 1e-9)
@@ -606,7 +646,12 @@ class Trainer:
         if self._samples is None:
             n = 4
             base = 10**12  # sample numbers far from training's, fixed for the whole run
-            self._samples = torch.stack([self.dataset[base + i]["content"] for i in range(n)])
+            samples = torch.stack([self.dataset[base + i]["content"] for i in range(n)])
+            if samples.dtype == torch.uint8:  # augment_on: device gives uint8 squares
+                size = self.spec.training.image_size
+                samples = torch.nn.functional.interpolate(samples.float() / 255, size=(size, size),
+                                                          mode="bilinear", antialias=True, align_corners=False)
+            self._samples = samples
         x = self._to_device(self._samples)
         gen = self.inference_generator()
         modes = (gen.training, self.content_net.training)

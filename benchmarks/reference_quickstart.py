@@ -1,0 +1,196 @@
+"""A hand-written, plain-PyTorch joint-stage training step of examples/quickstart.yaml — no gancr.
+
+The same networks and losses written by hand: a conv encoder (16, 32, 64) with two residual
+blocks and a U-Net decoder as the generator; a content net (conv encoder, upsample-conv
+decoder) trained on reconstruction; a 2-layer PatchGAN; content L1 + 3 x Lab chroma L1,
+style 0.3 x LSGAN + 1e4 x Gram loss in VGG19 features up to relu3_1 (random weights);
+joint weights w_c = 2, w_g = 1; an EMA of the generator (decay 0.98).
+``benchmarks/speed.py`` times it against gancr's trainer in the same process.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _block(cin, cout, k, stride=1):
+    pad = [nn.ReflectionPad2d(k // 2)] if stride == 1 else []
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=0 if stride == 1 else k // 2)
+    return nn.Sequential(*pad, conv, nn.InstanceNorm2d(cout, affine=True), nn.ReLU(True))
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.levels = nn.ModuleList([_block(3, 16, 7), _block(16, 32, 3, 2), _block(32, 64, 3, 2)])
+
+    def forward(self, x):
+        feats = []
+        for level in self.levels:
+            x = level(x)
+            feats.append(x)
+        return feats
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c, affine=True),
+                                  nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3),
+                                  nn.InstanceNorm2d(c, affine=True))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _head(c):
+    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(c, 3, 7))
+
+
+class Generator(nn.Module):
+    """conv encoder -> 2 residual blocks -> U-Net decoder (skips at reductions 2 and 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = Encoder()
+        self.neck = nn.Sequential(ResBlock(64), ResBlock(64))
+        self.up1 = _block(64 + 32, 32, 3)
+        self.up2 = _block(32 + 16, 16, 3)
+        self.head = _head(16)
+
+    def forward(self, x):
+        f1, f2, f3 = self.encoder(x)
+        h = self.neck(f3)
+        h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), f2], 1))
+        h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), f1], 1))
+        return torch.tanh(self.head(h)) * 0.5 + 0.5
+
+
+class ContentNet(nn.Module):
+    """conv encoder -> upsample-conv decoder (no skips): reconstructs its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = Encoder()
+        self.up1 = _block(64, 32, 3)
+        self.up2 = _block(32, 16, 3)
+        self.head = _head(16)
+
+    def forward(self, x):
+        h = self.encoder(x)[-1]
+        h = self.up2(F.interpolate(self.up1(F.interpolate(h, scale_factor=2.0)), scale_factor=2.0))
+        return torch.tanh(self.head(h)) * 0.5 + 0.5
+
+
+class PatchGAN(nn.Module):
+    def __init__(self, width=32):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.InstanceNorm2d(2 * width, affine=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 4 * width, 4, 1, 1, bias=False), nn.InstanceNorm2d(4 * width, affine=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * width, 1, 4, 1, 1),
+        )
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class VGGFeatures(nn.Module):
+    """VGG19 up to relu3_1 (random weights), returning relu1_1, relu2_1, relu3_1."""
+
+    def __init__(self):
+        super().__init__()
+        c = lambda i, o: nn.Conv2d(i, o, 3, padding=1)  # noqa: E731
+        self.layers = nn.Sequential(c(3, 64), nn.ReLU(True), c(64, 64), nn.ReLU(True), nn.MaxPool2d(2),
+                                    c(64, 128), nn.ReLU(True), c(128, 128), nn.ReLU(True), nn.MaxPool2d(2),
+                                    c(128, 256), nn.ReLU(True))
+        self.taps = {1, 6, 11}
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        out, h = [], (x - self.mean) / self.std
+        for i, m in enumerate(self.layers):
+            h = m(h)
+            if i in self.taps:
+                out.append(h)
+        return out
+
+
+def gram(f):
+    b, c, h, w = f.shape
+    f = f.float().reshape(b, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def chroma(img):
+    from kornia.color import rgb_to_lab
+
+    return rgb_to_lab(img.float().clamp(0, 1))[:, 1:] / 128.0
+
+
+def content_loss(x, y):
+    return F.l1_loss(y, x) + 3.0 * F.l1_loss(chroma(y), chroma(x))
+
+
+def make_step(device: torch.device, *, precision: str = "fp32", channels_last: bool = False,
+              compile: bool | str = False, optimizer: dict | None = None):
+    """A ``step(x, s)`` closure: one joint-stage step of G and C, then one D step, then EMA."""
+    G, C, D, V = Generator().to(device), ContentNet().to(device), PatchGAN().to(device), VGGFeatures().to(device).eval()
+    if channels_last:
+        G, C, D, V = (m.to(memory_format=torch.channels_last) for m in (G, C, D, V))
+    ema = copy.deepcopy(G).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opts = optimizer or {}
+    opt_g = torch.optim.Adam(G.parameters(), lr=3e-4, betas=(0.5, 0.999), **opts)
+    opt_c = torch.optim.Adam(C.parameters(), lr=1e-3, betas=(0.5, 0.999), **opts)
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), **opts)
+    g_fwd, c_fwd, d_fwd = G, C, D
+    if compile:
+        mode = None if compile is True else compile
+        g_fwd, c_fwd, d_fwd = (torch.compile(m, mode=mode) for m in (G, C, D))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step(x, s):
+        if channels_last:
+            x, s = x.contiguous(memory_format=torch.channels_last), s.contiguous(memory_format=torch.channels_last)
+        for p in D.parameters():
+            p.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        opt_c.zero_grad(set_to_none=True)
+        with autocast:
+            fake = g_fwd(x)
+            adv = (d_fwd(fake).float() - 1).square().mean()
+            with torch.no_grad():
+                fs = V(s)
+            fy = V(fake)
+            gram_loss = torch.stack([(gram(a).mean(0) - gram(b).mean(0)).square().sum() for a, b in zip(fy, fs)]).mean()
+            style = 0.3 * adv + 1e4 * gram_loss
+            recon = c_fwd(x)
+            loss = 2.0 * content_loss(x, fake) + style + content_loss(x, recon)
+        loss.backward()
+        opt_g.step()
+        opt_c.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in G.parameters()], 1 - 0.98)
+        for p in D.parameters():
+            p.requires_grad_(True)
+        opt_d.zero_grad(set_to_none=True)
+        with autocast:
+            loss_d = 0.5 * ((d_fwd(s).float() - 1).square().mean() + d_fwd(fake.detach()).float().square().mean())
+        loss_d.backward()
+        opt_d.step()
+        return loss.detach(), loss_d.detach()
+
+    step.modules = (G, C, D)  # type: ignore[attr-defined]
+    return step
