@@ -238,7 +238,7 @@ class Registry:
         listing = ", ".join(sorted(self._entries[kind])) or "(none)"
         plugins = ", ".join(self.plugins) or "(none)"
         return (
-            f"unknown {kind} {name!r}.{hint} Known {kind}s: {listing}. "
+            f"unknown {kind} {name!r}.{hint} Known: {listing}. "
             f"Plugins loaded: {plugins}."
         )
 

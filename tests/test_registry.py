@@ -134,14 +134,14 @@ def test_unknown_name_lists_close_matches_and_plugins():
     msg = str(exc.value)
     assert msg.startswith("unknown encoder 'vgg91'")  # not quoted like a bare KeyError
     assert "Did you mean 'vgg19'?" in msg
-    assert f"Known encoders: {', '.join(reg.list('encoder'))}." in msg  # conv, timm, vgg19, ...
+    assert f"Known: {', '.join(reg.list('encoder'))}." in msg  # conv, timm, vgg19, ...
     assert "conv, timm, vgg19" in msg
     assert f"Plugins loaded: {', '.join(reg.plugins)}." in msg and "builtin" in msg
     assert isinstance(exc.value, KeyError)  # what a mapping lookup raises
     # a name far from everything: no suggestion, still the listing
     with pytest.raises(UnknownComponentError) as exc:
         reg.get("neck", "zzzzzz")
-    assert "Did you mean" not in str(exc.value) and "Known necks: identity, " in str(exc.value)
+    assert "Did you mean" not in str(exc.value) and "Known: identity, " in str(exc.value)
 
 
 def test_list_and_entries_filter_with_wildcards():
@@ -218,7 +218,7 @@ def test_a_registry_is_usable_without_plugins():
     """A fresh Registry knows nothing; it is the global one that plugins fill."""
     reg = Registry()
     assert reg.list() == []
-    with pytest.raises(UnknownComponentError, match=r"Known encoders: \(none\). Plugins loaded: \(none\)"):
+    with pytest.raises(UnknownComponentError, match=r"Known: \(none\). Plugins loaded: \(none\)"):
         reg.get("encoder", "vgg19")
 
 

@@ -45,6 +45,7 @@ from gancr.training.checkpoint import (
     checkpoint_path,
     get_rng_state,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
@@ -100,6 +101,21 @@ def _labels(prefix: str, items: list[tuple[float, nn.Module]], names: list[str])
         seen[name] = n + 1
         out.append(f"{prefix}/{name}" + (f".{n}" if n else ""))
     return out
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two plain-data trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += _differences(x, y, f"{prefix}{i}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 class Trainer:
@@ -477,6 +493,11 @@ class Trainer:
         """
         t = self.spec.training
         main = self.dist.is_main
+        if self.resumed_from is None and self.step == 0 and list_checkpoints(self.out_dir / "checkpoints"):
+            raise GancrError(
+                f"{self.out_dir} already holds another run's checkpoints; continue it with --resume "
+                "(resume=True), or train into a new output folder"
+            )
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
@@ -566,19 +587,23 @@ class Trainer:
         self._stop_requested = True
 
     def _install_sigint(self) -> Any:
+        """Ctrl-C (SIGINT) and SIGTERM (what job schedulers send) stop after the step, with a checkpoint."""
         if threading.current_thread() is not threading.main_thread():
             return None
 
         def handler(signum: int, frame: Any) -> None:
             self.request_stop()
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+            # a second signal aborts at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-        return signal.signal(signal.SIGINT, handler)
+        return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
 
     @staticmethod
     def _restore_sigint(previous: Any) -> None:
         if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
 
     def _progress_bar(self) -> Any:
         if self.quiet:
@@ -706,12 +731,35 @@ class Trainer:
         return save_generator(self.out_dir / "generator.safetensors", tensors, self.spec.to_dict(),
                               {"step": self.step, "ema": self.ema is not None})
 
+    def _check_resumed_spec(self, saved: dict[str, Any] | None, path: Path) -> None:
+        """The run's model and losses must not change on resume; training settings may (warned)."""
+        if not saved:
+            return
+        current = self.spec.to_dict()
+        changed = _differences(saved, current)
+        fixed = [p for p in changed if p.split(".")[0] in ("model", "losses")]
+        if fixed:
+            raise CheckpointError(
+                f"--resume: {path} was trained with a different model or losses ({', '.join(fixed[:5])}"
+                f"{' ...' if len(fixed) > 5 else ''}); resume with the run's own spec: "
+                f"gancr train {self.out_dir / 'spec.yaml'} --out {self.out_dir} --resume"
+            )
+        other = [p for p in changed if p.split(".")[0] not in ("description",)]
+        if other:
+            warnings.warn(
+                f"resuming {path.name} with changed settings: {', '.join(other[:8])}"
+                f"{' ...' if len(other) > 8 else ''}",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _restore(self) -> None:
         directory = self.out_dir / "checkpoints"
         path = latest_checkpoint(directory)
         if path is None:
             raise CheckpointError(f"--resume: no complete checkpoint in {directory}; start without --resume")
         state = load_checkpoint(path, map_location=self.device)
+        self._check_resumed_spec(state.get("spec"), path)
         try:
             self.trio.load_state_dict(state["models"])
             self.loss_modules.load_state_dict(state["losses"])
