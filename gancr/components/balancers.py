@@ -56,7 +56,7 @@ class UncertaintyBalancer(Balancer):
                 last_layer: Tensor | None = None, step: int = 0) -> tuple[Tensor, dict[str, float]]:
         s_c, s_g = self.log_var[0], self.log_var[1]
         total = torch.exp(-s_c) * w_c * content + torch.exp(-s_g) * w_g * style + s_c + s_g
-        weights = (torch.exp(-self.log_var.detach()) * torch.tensor([w_c, w_g])).tolist()
+        weights = (torch.exp(-self.log_var.detach()) * torch.tensor([w_c, w_g], device=self.log_var.device)).tolist()
         return total, {"w_c": weights[0], "w_g": weights[1], "log_var_c": float(s_c.detach()), "log_var_g": float(s_g.detach())}
 
 

@@ -1,0 +1,177 @@
+"""``gancr train`` in subprocesses: ``--max-steps`` then ``--resume`` matches a straight run bit
+for bit; SIGKILL at any moment leaves loadable checkpoints and a run that resumes; Ctrl-C
+(SIGINT) saves a checkpoint and exits with status 130 and a message.
+
+A plugin package installed for the test (an entry point of group ``gancr``) sleeps in
+``gancr_on_step_end`` for ``GANCR_TEST_STEP_SLEEP`` seconds, so a subprocess is reliably
+still training when the test signals it, without burning CPU.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gancr.training import Trainer
+from gancr.training.checkpoint import list_checkpoints, load_checkpoint
+
+from trainkit import (
+    assert_same_tensors,
+    gancr_command,
+    generator_tensors,
+    image_dirs,  # noqa: F401 - fixture
+    read_metrics,
+    run_gancr,
+    subprocess_env,
+    tiny_spec,
+)
+
+pytestmark = pytest.mark.slow
+
+SLOW_STEPS = """
+import os
+import time
+
+import gancr
+
+
+@gancr.hookimpl
+def gancr_on_step_end(trainer, step, metrics):
+    time.sleep(float(os.environ.get("GANCR_TEST_STEP_SLEEP", "0")))
+"""
+
+
+def _spec_file(tmp_path: Path, spec: dict) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+def _resume_spec(image_dirs) -> dict:
+    return tiny_spec(*image_dirs, training={
+        "stages": [{"name": "separate", "steps": 3}, {"name": "joint", "steps": 3}],
+        "balancer": {"name": "gradnorm"},
+        "image_pool": 2,
+        "ema": {"decay": 0.9},
+        "schedule": {"name": "cosine"},
+        "checkpoint": {"every": 2, "keep": 2},
+    })
+
+
+def test_max_steps_then_resume_matches_a_straight_run(tmp_path, image_dirs):
+    spec = _spec_file(tmp_path, _resume_spec(image_dirs))
+    env = subprocess_env()
+    a, b = tmp_path / "a", tmp_path / "b"
+    # the first half and the straight run side by side
+    first = subprocess.Popen([*gancr_command(), "train", str(spec), "--out", str(a), "--max-steps", "3", "--quiet"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    straight = run_gancr("train", str(spec), "--out", str(b), "--quiet", env=env)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert straight.returncode == 0, straight.stderr
+    assert "stopped at step 3 of 6 (--max-steps)" in out and "--resume" in out
+    assert not (a / "generator.safetensors").exists()
+    assert [s for s, _ in list_checkpoints(a / "checkpoints")] == [2, 3]
+
+    resumed = run_gancr("train", str(spec), "--out", str(a), "--resume", "--quiet", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {a / 'checkpoints' / 'step_0000003.pt'} (step 3)" in resumed.stdout
+    assert_same_tensors(generator_tensors(a / "generator.safetensors"), generator_tensors(b / "generator.safetensors"))
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("time", "images_per_s")}  # noqa: E731
+    assert [strip(m) for m in read_metrics(a)] == [strip(m) for m in read_metrics(b)]
+
+
+@pytest.fixture
+def slow_steps(entry_point_plugins) -> Path:
+    """The root of an installed plugin package that sleeps after every step."""
+    entry_point_plugins.add("gancr_test_slow_steps", SLOW_STEPS)
+    return entry_point_plugins.root
+
+
+def _long_spec(tmp_path: Path, image_dirs) -> Path:
+    return _spec_file(tmp_path, tiny_spec(*image_dirs, training={
+        "stages": [{"name": "separate", "steps": 4}, {"name": "joint", "steps": 16}],
+        "checkpoint": {"every": 3, "keep": 2},
+    }))
+
+
+def _start(spec: Path, run: Path, env: dict, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(out, "w") as o, open(err, "w") as e:
+        proc = subprocess.Popen([*gancr_command(), "train", str(spec), "--out", str(run), "--quiet"],
+                                env=env, stdout=o, stderr=e)
+    return proc, out, err
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, err: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not list_checkpoints(run / "checkpoints"):
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (status {proc.returncode}) before its first checkpoint: {err.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no checkpoint appeared in time")
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run must still be training when it is signalled"
+
+
+def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image_dirs, slow_steps):
+    spec, run = _long_spec(tmp_path, image_dirs), tmp_path / "run"
+    env = subprocess_env(PYTHONPATH=str(slow_steps), GANCR_TEST_STEP_SLEEP="0.1")
+    proc, _, err = _start(spec, run, env, tmp_path)
+    _wait_for_checkpoint(proc, run, err)
+    time.sleep(0.15)  # somewhere in a later step
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+
+    found = list_checkpoints(run / "checkpoints")
+    assert found and found[-1][0] < 20
+    for step, path in found:
+        assert load_checkpoint(path)["step"] == step
+
+    resumed = run_gancr("train", str(spec), "--out", str(run), "--resume", "--quiet", env=subprocess_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"resuming from .*step_\d+\.pt \(step \d+\)", resumed.stdout)
+    assert [m["step"] for m in read_metrics(run)] == list(range(1, 21))
+    # and the result is the straight run's, bit for bit (on one thread, as the subprocesses)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(yaml.safe_load(spec.read_text()), tmp_path / "straight", quiet=True).fit()
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_tensors(generator_tensors(run / "generator.safetensors"),
+                        generator_tensors(tmp_path / "straight" / "generator.safetensors"))
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, image_dirs, slow_steps):
+    spec, run = _long_spec(tmp_path, image_dirs), tmp_path / "run"
+    env = subprocess_env(PYTHONPATH=str(slow_steps), GANCR_TEST_STEP_SLEEP="0.1")
+    proc, out, err = _start(spec, run, env, tmp_path)
+    _wait_for_checkpoint(proc, run, err)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    message = err.read_text()
+    assert "Traceback" not in message
+    match = re.search(r"interrupted at step (\d+); checkpoint (\S+)\. Continue with: gancr train .* --resume", message)
+    assert match, message
+    step, path = int(match.group(1)), Path(match.group(2))
+    assert 3 <= step < 20
+    assert path == run / "checkpoints" / f"step_{step:07d}.pt"
+    assert load_checkpoint(path)["step"] == step
+    assert [m["step"] for m in read_metrics(run)] == list(range(1, step + 1))
+    assert not (run / "generator.safetensors").exists()
+
+    resumed = run_gancr("train", str(spec), "--out", str(run), "--resume", "--quiet", env=subprocess_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {path} (step {step})" in resumed.stdout
+    assert [m["step"] for m in read_metrics(run)] == list(range(1, 21))
+    assert (run / "generator.safetensors").is_file()

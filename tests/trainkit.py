@@ -1,0 +1,209 @@
+"""Helpers for the trainer's tests: tiny specs, image folders, the ``gancr`` command, run files.
+
+Import the fixtures into a test module (``from trainkit import image_dirs``) to use them.
+Every spec here is tiny (conv widths [8, 16], a PatchGAN of width 8, 32-pixel crops, batches
+of 2), so a training step takes milliseconds on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+#: The generator / content net / discriminator of every tiny run.
+TINY_MODEL: dict[str, Any] = {
+    "generator": {
+        "encoder": {"name": "conv", "widths": [8, 16]},
+        "neck": {"name": "resblocks", "blocks": 1},
+        "decoder": {"name": "upsample_conv"},
+    },
+    "content_net": {"encoder": {"name": "conv", "widths": [8, 16]}},
+    "discriminator": {"name": "patchgan", "layers": 2, "width": 8},
+}
+
+#: ``--set`` overrides that shrink a full-size example spec to a tiny run.
+TINY_OVERRIDES: tuple[str, ...] = (
+    "training.image_size=32",
+    "training.batch_size=2",
+    "training.device=cpu",
+    "training.precision=fp32",
+    "training.tensorboard=false",
+    "data.load_size=40",
+    "model.discriminator.width=8",
+    "model.discriminator.layers=2",
+)
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in (mappings recursively; anything else replaced)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def tiny_spec(content: str | Path, style: str | Path, **sections: Any) -> dict[str, Any]:
+    """A tiny spec on the given folders: 2 separate + 2 joint steps, no checkpoints or samples
+    before the end; ``sections`` are merged in (``training={"image_pool": 2}``)."""
+    spec: dict[str, Any] = {
+        "model": TINY_MODEL,
+        "losses": {"content": [{"name": "l1"}], "style": [{"name": "lsgan"}]},
+        "training": {
+            "stages": [{"name": "separate", "steps": 2}, {"name": "joint", "steps": 2}],
+            "image_size": 32,
+            "batch_size": 2,
+            "device": "cpu",
+            "precision": "fp32",
+            "tensorboard": False,
+            "sample_every": 1000,
+            "checkpoint": {"every": 1000, "keep": 3},
+            "seed": 1,
+        },
+        "data": {"content": str(content), "style": str(style), "load_size": 40},
+    }
+    return deep_merge(spec, sections)
+
+
+# ----------------------------------------------------------------------------------------
+# images
+# ----------------------------------------------------------------------------------------
+
+
+def image_array(h: int, w: int, seed: int, flat: bool = False) -> np.ndarray:
+    """uint8 (h, w, 3): a smooth gradient with noise, or flat colour blocks (``flat``)."""
+    rng = np.random.default_rng(seed)
+    if flat:  # a 'cartoon': few flat colours with dark outlines
+        colours = rng.integers(30, 255, (4, 3))
+        yy, xx = np.mgrid[0:h, 0:w]
+        index = (yy * 2 // h) * 2 + (xx * 2 // w)
+        out = colours[index].astype(np.uint8)
+        out[h // 2 - 1 : h // 2 + 1] = 10
+        out[:, w // 2 - 1 : w // 2 + 1] = 10
+        return out
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), 0.3 + 0 * xx], -1) * 200 + 20
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def write_image(path: Path, h: int = 40, w: int = 48, seed: int = 0, mode: str = "RGB", flat: bool = False) -> Path:
+    """Write a PNG (or JPEG, by suffix) of the given PIL mode (``RGB``, ``L``, ``RGBA``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(image_array(h, w, seed, flat))
+    if mode == "L":
+        img = img.convert("L")
+    elif mode == "RGBA":
+        alpha = np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))
+        img = img.convert("RGBA")
+        img.putalpha(Image.fromarray(alpha))
+    img.save(path)
+    return path
+
+
+def write_folder(folder: Path, n: int, seed: int = 0, flat: bool = False, size: tuple[int, int] = (40, 48)) -> Path:
+    for i in range(n):
+        write_image(folder / f"im{i}.png", *size, seed=seed + i, flat=flat)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(content folder, style folder): 4 noisy gradients, 3 flat 'cartoons'."""
+    root = tmp_path_factory.mktemp("images")
+    return write_folder(root / "content", 4, seed=0), write_folder(root / "style", 3, seed=10, flat=True)
+
+
+@pytest.fixture(scope="session")
+def builtin_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GANCR_CACHE_DIR for the session: the built-in data is made once, in the test's tree."""
+    root = tmp_path_factory.mktemp("gancr-cache")
+    from gancr.data import resolve_source
+
+    old = os.environ.get("GANCR_CACHE_DIR")
+    os.environ["GANCR_CACHE_DIR"] = str(root)
+    try:
+        for source in ("builtin:photos", "builtin:cartoon", "builtin:holdout"):
+            resolve_source(source)
+    finally:
+        if old is None:
+            os.environ.pop("GANCR_CACHE_DIR", None)
+        else:
+            os.environ["GANCR_CACHE_DIR"] = old
+    return root
+
+
+# ----------------------------------------------------------------------------------------
+# run files
+# ----------------------------------------------------------------------------------------
+
+
+def read_metrics(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def generator_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from gancr.training.checkpoint import read_generator_file
+
+    return read_generator_file(path)[0]
+
+
+def assert_same_tensors(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:
+    """Bit-identical: the same keys, dtypes, shapes and bytes."""
+    assert sorted(a) == sorted(b)
+    different = [k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(b, p.detach()) for b, p in zip(before, module.parameters()))
+
+
+# ----------------------------------------------------------------------------------------
+# the command, in a subprocess
+# ----------------------------------------------------------------------------------------
+
+
+def gancr_command() -> list[str]:
+    """The installed console script next to this Python, else ``python -m gancr``."""
+    script = Path(sys.executable).with_name("gancr")
+    found = str(script) if script.exists() else shutil.which("gancr")
+    return [found] if found else [sys.executable, "-m", "gancr"]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a training subprocess: one thread, no plugin surprises."""
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.pop("GANCR_DISABLE_PLUGINS", None)
+    env.pop("GANCR_STRICT_PLUGINS", None)
+    env.update(extra)
+    return env
+
+
+def run_gancr(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*gancr_command(), *args], env=dict(env or subprocess_env()), cwd=cwd or REPO,
+        capture_output=True, text=True, timeout=timeout,
+    )
