@@ -228,6 +228,17 @@ def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> Non
             raise BuildError(f"model.discriminator: {_describe(dspec)} gives no logits for a {size}x{size} image")
 
 
+def _check_training_size(generator: Generator, spec: Spec) -> None:
+    """The training crops must leave the encoder's deepest feature at least 2x2."""
+    size, reduction = spec.training.image_size, generator.reduction
+    if size < 2 * reduction:
+        raise BuildError(
+            f"training.image_size {size} is too small for encoder {_describe(spec.model.generator.encoder)}: "
+            f"its reduction is {reduction}, so the deepest feature would be "
+            f"{-(-size // reduction)}x{-(-size // reduction)}; use image_size >= {2 * reduction}"
+        )
+
+
 def build(spec: Spec | Mapping[str, Any] | str | Any) -> Trio:
     """Assemble a spec (a :class:`Spec`, a mapping, or a YAML/JSON path) into a :class:`Trio`.
 
@@ -245,6 +256,7 @@ def build(spec: Spec | Mapping[str, Any] | str | Any) -> Trio:
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     generator = _build_generator(spec.model.generator)
+    _check_training_size(generator, spec)
     content_net = _build_content_net(spec, generator)
     discriminator = build_component("discriminator", spec.model.discriminator, in_channels=3)
     _check_discriminator(discriminator, spec.model.discriminator, spec.training.image_size)

@@ -304,7 +304,7 @@ losses:
   content: [{name: mse, weight: 1.0}]
   style:   [{name: lsgan, weight: 1.0}]
 training:
-  image_size: 32
+  image_size: 64   # timm's resnet18 reduces by 32: 64 px crops leave a 2x2 bottleneck
 """
 
 
@@ -524,3 +524,11 @@ def test_parameter_models_of_components_are_their_own():
         assert spec.model.generator.neck.depth == 3  # pydantic's lax int, like any built-in
         with pytest.raises(SpecError, match="model.generator.neck.depth"):
             gancr.load_spec(small(generator={"neck": {"name": "deep", "depth": "three"}}))
+
+
+def test_training_crops_too_small_for_the_encoder_fail_at_build_time():
+    spec = {"model": {"generator": {"encoder": {"name": "timm", "model_name": "resnet18"}}},
+            "training": {"image_size": 32}}
+    with pytest.raises(BuildError, match=r"training.image_size 32 is too small for encoder 'timm'.*reduction is 32.*"
+                                         r"1x1; use image_size >= 64"):
+        gancr.build(spec)

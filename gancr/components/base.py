@@ -164,8 +164,9 @@ class LossContext:
         """``encoder(image)``, computed once per (encoder, image) in this step."""
         key = (id(encoder), id(image))
         if key not in self._memo:
-            self._memo[key] = (image, encoder(image))  # keep image alive so ids stay unique
-        return self._memo[key][1]
+            # keep the encoder and image alive so that their ids stay unique in this step
+            self._memo[key] = (encoder, image, encoder(image))
+        return self._memo[key][2]
 
 
 class ContentLoss(nn.Module):
@@ -178,6 +179,10 @@ class ContentLoss(nn.Module):
     #: Whether the content net's reconstruction loss ``L_c(x, C(x))`` may use this loss
     #: (pixel-level losses do; a loss in the content net's own features does not).
     reconstruction: bool = True
+    #: Whether ``forward(x, x)`` is zero (a distance). A contrastive loss is lowest, not
+    #: zero, for a perfect copy; the contract checks then that a copy scores below an
+    #: unrelated image (``gancr.testing.check_content_loss``).
+    zero_at_identity: bool = True
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
         raise NotImplementedError

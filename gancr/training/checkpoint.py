@@ -31,6 +31,7 @@ __all__ = [
     "load_checkpoint",
     "list_checkpoints",
     "latest_checkpoint",
+    "load_latest_checkpoint",
     "prune_checkpoints",
     "get_rng_state",
     "set_rng_state",
@@ -168,18 +169,22 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[tuple[int, Path]
     return sorted(found)
 
 
-def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
-    """The newest checkpoint in ``directory`` that loads, or None (corrupt ones are skipped)."""
+def load_latest_checkpoint(directory: str | os.PathLike[str], map_location: Any = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` that loads, with its state (corrupt ones are skipped)."""
     import warnings
 
     for step, path in reversed(list_checkpoints(directory)):
         try:
-            load_checkpoint(path)
+            return path, load_checkpoint(path, map_location=map_location)
         except CheckpointError as exc:
             warnings.warn(f"skipping checkpoint {path.name}: {exc}", stacklevel=2)
-            continue
-        return path
     return None
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    """The newest checkpoint in ``directory`` that loads, or None (corrupt ones are skipped)."""
+    found = load_latest_checkpoint(directory)
+    return found[0] if found else None
 
 
 def prune_checkpoints(directory: str | os.PathLike[str], keep: int) -> list[Path]:

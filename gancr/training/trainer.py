@@ -46,7 +46,7 @@ from gancr.training.checkpoint import (
     get_rng_state,
     latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
+    load_latest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
     save_generator,
@@ -755,10 +755,10 @@ class Trainer:
 
     def _restore(self) -> None:
         directory = self.out_dir / "checkpoints"
-        path = latest_checkpoint(directory)
-        if path is None:
+        found = load_latest_checkpoint(directory, map_location=self.device)
+        if found is None:
             raise CheckpointError(f"--resume: no complete checkpoint in {directory}; start without --resume")
-        state = load_checkpoint(path, map_location=self.device)
+        path, state = found
         self._check_resumed_spec(state.get("spec"), path)
         try:
             self.trio.load_state_dict(state["models"])
