@@ -26,23 +26,17 @@ import pytest
 import torch
 
 import gancr
+import gancr.testing
 from gancr import plugins
+from gancr.testing import SMALL_SPEC
 
 torch.set_num_threads(int(os.environ.get("GANCR_TEST_THREADS", "1")))
 
 PLUGIN_ENV = ("GANCR_DISABLE_PLUGINS", "GANCR_STRICT_PLUGINS")
 
-#: A small generator/content-net spec: builds in well under a second.
-SMALL_MODEL = {
-    "generator": {
-        "encoder": {"name": "conv", "widths": [8, 16, 32]},
-        "neck": {"name": "resblocks", "blocks": 1},
-        "decoder": {"name": "upsample_conv"},
-    },
-    "content_net": {"encoder": {"name": "conv", "widths": [8, 16]}},
-    "discriminator": {"name": "patchgan", "layers": 2, "width": 8},
-}
-SMALL_SPEC = {"model": SMALL_MODEL, "training": {"image_size": 32}}
+#: A small generator/content-net spec: builds in well under a second (gancr.testing's, which
+#: the contract checks use too).
+SMALL_MODEL = SMALL_SPEC["model"]
 
 
 def _plugin_state() -> tuple[object, ...]:
@@ -140,5 +134,6 @@ def entry_point_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 @pytest.fixture(scope="session")
 def small_trio() -> gancr.Trio:
-    """A tiny trio (conv encoders, one residual block, a narrow PatchGAN)."""
-    return gancr.build(SMALL_SPEC)
+    """A tiny trio (conv encoders, one residual block, a narrow PatchGAN), shared with the
+    contract checks of :mod:`gancr.testing`."""
+    return gancr.testing.small_trio()

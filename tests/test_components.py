@@ -3,7 +3,8 @@
 The parameters come from the registry at collection time (as timm's tests come from
 ``list_models``): a new component — built-in, from an installed plugin, or from the test
 plugin below — is tested without anyone writing a test for it. Each kind's contract is
-one ``check_<kind>`` function; the test plugin's components go through the same checks.
+one ``check_<kind>`` function in :mod:`gancr.testing` (which plugins' tests use too); the
+test plugin's components go through the same checks.
 """
 
 from __future__ import annotations
@@ -19,25 +20,12 @@ from pydantic import Field
 from torch import nn
 
 import gancr
+import gancr.testing
 from gancr.build import build_component
-from gancr.components.base import (
-    Balancer,
-    ContentLoss,
-    FeatureInfo,
-    LossContext,
-    StyleBatch,
-    StyleLoss,
-    as_list,
-    pad_to_multiple,
-)
-from gancr.errors import SpecError
+from gancr.components.base import Balancer, ContentLoss, FeatureInfo, StyleBatch, StyleLoss
 from gancr.plugins import get_registry
 from gancr.registry import KINDS, ComponentParams, Registry
-from gancr.spec import component_model, validate_component
-
-H, W = 40, 56
-#: perceptual and Gram losses warn (once) that their default encoder is untrained
-UNTRAINED = "ignore:.*randomly initialised encoder:UserWarning"
+from gancr.testing import H, W, check_component, check_style_loss, component_params
 
 # ----------------------------------------------------------------------------------------
 # a plugin with one component of every kind, checked by the same contract
@@ -105,6 +93,30 @@ class MeanLoss(ContentLoss):
         return (x.mean() - y.mean()).abs()
 
 
+class LyingNeck(TinyNeck):
+    """States one input channel more than it takes (breaks the contract)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels)
+        self.in_channels = channels + 1
+
+
+class MeanPlusOne(ContentLoss):
+    """Difference of image means, plus one (breaks the contract: a copy is not free)."""
+
+    def forward(self, x, y, context=None):
+        return (x.mean() - y.mean()).abs() + 1.0
+
+
+class Inverted(ContentLoss):
+    """Highest for a copy: breaks the contract of a loss that is not zero at identity."""
+
+    zero_at_identity = False
+
+    def forward(self, x, y, context=None):
+        return 2.0 - (y - x).abs().mean()
+
+
 class FakeMeanLoss(StyleLoss):
     """Pushes the mean of the fakes to one half; no discriminator side."""
 
@@ -152,7 +164,7 @@ def _plugin_entries():
 
 def components(kind: str | None = None) -> list:
     """pytest params ``(kind, name, plugin)`` of every component of ``kind``, at collection time."""
-    params = [pytest.param(e.kind, e.name, None, id=f"{e.kind}-{e.name}") for e in get_registry().entries(kind)]
+    params = [pytest.param(*p.values, None, id=p.id) for p in component_params(kind)]
     params += [
         pytest.param(e.kind, e.name, PLUGIN, id=f"{e.kind}-{e.name}-plugin")
         for e in _plugin_entries()
@@ -168,14 +180,12 @@ def _with_plugin(plugin):
 @pytest.fixture(scope="module")
 def conv_features() -> tuple[list[FeatureInfo], list[torch.Tensor]]:
     """A conv encoder's feature_info and its features of a 1x3x40x56 image."""
-    encoder = build_component("encoder", {"name": "conv"})
-    with torch.no_grad():
-        features = encoder(torch.rand(1, 3, H, W))
-    return list(encoder.feature_info), [f.detach() for f in features]
+    return gancr.testing.conv_features()
 
 
 def test_the_plugin_components_cover_every_kind():
     assert {e.kind for e in _plugin_entries()} == set(KINDS)
+    assert set(gancr.testing.CHECKS) == set(KINDS)  # and gancr.testing has a check for each
 
 
 def test_contract_params_come_from_the_registry():
@@ -184,171 +194,14 @@ def test_contract_params_come_from_the_registry():
 
 
 # ----------------------------------------------------------------------------------------
-# encoders
+# the contract of each kind, and the parameter models (gancr.testing: plugins run the same)
 # ----------------------------------------------------------------------------------------
 
 
-def check_encoder(name: str) -> None:
-    encoder = build_component("encoder", {"name": name})
-    assert isinstance(encoder, nn.Module)
-    info = list(encoder.feature_info)
-    assert info and all(isinstance(f, FeatureInfo) for f in info)
-    assert all(f.channels > 0 and f.reduction > 0 for f in info)
-    assert [f.reduction for f in info] == sorted(f.reduction for f in info), "deepest last"
-    reduction = max(f.reduction for f in info)
-    x = pad_to_multiple(torch.rand(1, 3, H, W), reduction)
-    ph, pw = math.ceil(H / reduction) * reduction, math.ceil(W / reduction) * reduction
-    assert tuple(x.shape[-2:]) == (ph, pw)
-    encoder.eval()
-    with torch.no_grad():
-        features = encoder(x)
-    assert isinstance(features, (list, tuple)) and len(features) == len(info)
-    for f, fi in zip(features, info):
-        assert tuple(f.shape) == (1, fi.channels, ph // fi.reduction, pw // fi.reduction), fi
-        assert torch.isfinite(f).all()
-
-
-@pytest.mark.parametrize("kind,name,plugin", components("encoder"))
-def test_encoder_contract(kind, name, plugin):
+@pytest.mark.parametrize("kind,name,plugin", components())
+def test_component_contract(kind, name, plugin):
     with _with_plugin(plugin):
-        check_encoder(name)
-
-
-# ----------------------------------------------------------------------------------------
-# necks
-# ----------------------------------------------------------------------------------------
-
-
-def check_neck(name: str, conv_features) -> None:
-    info, features = conv_features
-    deepest = features[-1]
-    neck = build_component("neck", {"name": name}, channels=info[-1].channels)
-    assert isinstance(neck, nn.Module)
-    out = neck(deepest)
-    assert isinstance(out, torch.Tensor)
-    assert tuple(out.shape) == (1, int(neck.out_channels), *deepest.shape[-2:])
-    assert getattr(neck, "in_channels", info[-1].channels) == info[-1].channels
-
-
-@pytest.mark.parametrize("kind,name,plugin", components("neck"))
-def test_neck_contract(kind, name, plugin, conv_features):
-    with _with_plugin(plugin):
-        check_neck(name, conv_features)
-
-
-# ----------------------------------------------------------------------------------------
-# decoders
-# ----------------------------------------------------------------------------------------
-
-
-def check_decoder(name: str, conv_features) -> None:
-    info, features = conv_features
-    decoder = build_component("decoder", {"name": name}, feature_info=info, out_channels=3)
-    params = validate_component("decoder", {"name": name})
-    y = decoder(features)
-    assert isinstance(y, torch.Tensor) and tuple(y.shape) == (1, 3, H, W)
-    assert torch.isfinite(y).all()
-    if getattr(params, "output", None) in ("tanh", "sigmoid"):
-        assert y.min() >= 0 and y.max() <= 1
-
-
-@pytest.mark.parametrize("kind,name,plugin", components("decoder"))
-def test_decoder_contract(kind, name, plugin, conv_features):
-    with _with_plugin(plugin):
-        check_decoder(name, conv_features)
-
-
-# ----------------------------------------------------------------------------------------
-# discriminators
-# ----------------------------------------------------------------------------------------
-
-
-def check_discriminator(name: str) -> None:
-    discriminator = build_component("discriminator", {"name": name}, in_channels=3)
-    x = torch.rand(2, 3, 64, 64, requires_grad=True)
-    logits = as_list(discriminator(x))
-    assert logits
-    for out in logits:
-        assert isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[0] == 2 and out.shape[1] == 1
-        assert torch.isfinite(out).all()
-    sum(o.sum() for o in logits).backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("kind,name,plugin", components("discriminator"))
-def test_discriminator_contract(kind, name, plugin):
-    with _with_plugin(plugin):
-        check_discriminator(name)
-
-
-# ----------------------------------------------------------------------------------------
-# content losses
-# ----------------------------------------------------------------------------------------
-
-
-def check_content_loss(name: str, content_net: nn.Module) -> None:
-    loss = build_component("content_loss", {"name": name})
-    assert isinstance(loss, ContentLoss)
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, H, W)
-    y = torch.rand(2, 3, H, W, requires_grad=True)
-    value = loss(x, y, LossContext(content_net=content_net))
-    assert isinstance(value, torch.Tensor) and value.dim() == 0
-    assert torch.isfinite(value) and value > 0
-    value.backward()
-    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
-    # a perfect copy keeps all content
-    same = loss(x, x.clone(), LossContext(content_net=content_net))
-    assert abs(float(same.detach())) < 1e-5
-
-
-@pytest.mark.filterwarnings(UNTRAINED)
-@pytest.mark.parametrize("kind,name,plugin", components("content_loss"))
-def test_content_loss_contract(kind, name, plugin, small_trio):
-    with _with_plugin(plugin):
-        check_content_loss(name, small_trio.content_net)
-
-
-# ----------------------------------------------------------------------------------------
-# style losses
-# ----------------------------------------------------------------------------------------
-
-
-def check_style_loss(name: str, discriminator: nn.Module) -> None:
-    loss = build_component("style_loss", {"name": name})
-    assert isinstance(loss, StyleLoss)
-    torch.manual_seed(0)
-    real = torch.rand(2, 3, H, W)
-    fake = torch.rand(2, 3, H, W, requires_grad=True)
-    # the generator's side: gradients reach the fakes
-    g = loss.generator_loss(StyleBatch(real, fake, discriminator))
-    if g is not None:
-        assert isinstance(g, torch.Tensor) and g.dim() == 0 and torch.isfinite(g)
-        g.backward()
-        assert fake.grad is not None and torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
-    # the discriminator's side, on detached fakes: gradients reach the discriminator
-    discriminator.zero_grad(set_to_none=True)
-    real_d = real.clone().requires_grad_(loss.needs_real_grad)
-    d = loss.discriminator_loss(StyleBatch(real_d, fake.detach(), discriminator))
-    if d is not None:
-        assert isinstance(d, torch.Tensor) and d.dim() == 0 and torch.isfinite(d)
-        d.backward()
-        grads = [p.grad for p in discriminator.parameters() if p.grad is not None]
-        assert grads and all(torch.isfinite(gr).all() for gr in grads)
-        assert sum(gr.abs().sum() for gr in grads) > 0
-    assert g is not None or d is not None, "a style loss needs at least one side"
-    if loss.adversarial:
-        assert d is not None, "an adversarial loss trains the discriminator"
-    else:
-        assert d is None, "a non-adversarial loss has no discriminator side"
-
-
-@pytest.mark.filterwarnings(UNTRAINED)
-@pytest.mark.parametrize("kind,name,plugin", components("style_loss"))
-def test_style_loss_contract(kind, name, plugin):
-    discriminator = build_component("discriminator", {"name": "patchgan", "layers": 2, "width": 8})
-    with _with_plugin(plugin):
-        check_style_loss(name, discriminator)
+        check_component(kind, name)
 
 
 @pytest.mark.parametrize(
@@ -359,57 +212,33 @@ def test_adversarial_losses_average_over_a_multiscale_discriminator(name):
     check_style_loss(name, discriminator)
 
 
-# ----------------------------------------------------------------------------------------
-# balancers
-# ----------------------------------------------------------------------------------------
+def test_the_checks_fail_naming_the_component():
+    class Broken:
+        @gancr.hookimpl
+        def gancr_register_components(self, registry):
+            registry.register("neck", "test_wrong_channels", LyingNeck)
+            registry.register("content_loss", "test_nonzero_copy", MeanPlusOne)
+            registry.register("content_loss", "test_inverted", Inverted)
+
+    with gancr.registered_plugin(Broken(), "broken-contract"):
+        with pytest.raises(AssertionError, match=r"neck 'test_wrong_channels': in_channels"):
+            check_component("neck", "test_wrong_channels")
+        with pytest.raises(AssertionError, match=r"content_loss 'test_nonzero_copy': loss\(x, x\) is 1.0, not 0"):
+            check_component("content_loss", "test_nonzero_copy")
+        with pytest.raises(AssertionError, match=r"'test_inverted': a perfect copy scores 2.0, not below an unrelated image's 1.6"):
+            check_component("content_loss", "test_inverted")
 
 
-def check_balancer(name: str, generator: nn.Module) -> None:
-    balancer = build_component("balancer", {"name": name})
-    assert isinstance(balancer, Balancer)
-    x = torch.rand(1, 3, 32, 32)
-    y = generator(x)
-    content = F.mse_loss(y, x)
-    style = (y - 0.5).square().mean()
-    generator.zero_grad(set_to_none=True)
-    total, weights = balancer.combine(content, style, w_c=1.0, w_g=0.5, last_layer=generator.last_layer, step=0)
-    assert isinstance(total, torch.Tensor) and total.dim() == 0 and torch.isfinite(total)
-    assert weights and all(isinstance(k, str) and type(v) is float and math.isfinite(v) for k, v in weights.items())
-    total.backward()
-    assert generator.last_layer.grad is not None and generator.last_layer.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("kind,name,plugin", components("balancer"))
-def test_balancer_contract(kind, name, plugin, small_trio):
-    with _with_plugin(plugin):
-        check_balancer(name, small_trio.generator)
-
-
-# ----------------------------------------------------------------------------------------
-# parameter models
-# ----------------------------------------------------------------------------------------
-
-WRONG = {"not": "the right type"}  # a mapping: wrong for numbers, strings, lists, literals, slots
-
-
-@pytest.mark.parametrize("kind,name,plugin", components())
-def test_parameter_models_reject_wrong_types_and_unknown_fields(kind, name, plugin):
-    with _with_plugin(plugin):
-        model = component_model(kind, name)
-        fields = [f for f in model.model_fields if f != "name"]
-        for field in fields:
-            if model.model_fields[field].annotation is typing.Any:
-                continue
-            with pytest.raises(SpecError) as exc:
-                validate_component(kind, {"name": name, field: WRONG}, path="here")
-            paths = [p for p, _ in exc.value.errors]
-            assert f"here.{field}" in paths, (field, exc.value.errors)
-        with pytest.raises(SpecError) as exc:
-            validate_component(kind, {"name": name, "no_such_parameter": 1}, path="here")
-        assert [p for p, _ in exc.value.errors] == ["here.no_such_parameter"]
-        assert "unknown field" in exc.value.errors[0][1]
-        # and the defaults validate
-        assert validate_component(kind, {"name": name}).name == name
+def test_component_params_of_one_plugin():
+    with gancr.registered_plugin(ContractPlugin(), PLUGIN):
+        params = component_params(plugin=PLUGIN)
+        assert {(p.values, p.id) for p in params} == {((e.kind, e.name), f"{e.kind}-{e.name}") for e in _plugin_entries()}
+        assert [p.values for p in component_params("neck", plugin=PLUGIN)] == [("neck", "tiny_test_neck")]
+    builtin = {(e.kind, e.name) for e in get_registry().entries() if e.plugin == "builtin"}
+    assert {p.values for p in component_params(plugin="builtin")} == builtin  # by plugin name
+    assert {p.values for p in component_params(plugin="gancr")} == builtin  # by distribution name
+    with pytest.raises(LookupError, match=r"plugin 'gancr-not-installed' registered no components\. Is it installed"):
+        component_params(plugin="gancr-not-installed")
 
 
 # ----------------------------------------------------------------------------------------

@@ -376,7 +376,10 @@ def test_disabled_plugins_are_not_loaded(entry_point_plugins, monkeypatch):
 def test_disabling_the_builtin_plugin_leaves_no_components(monkeypatch):
     monkeypatch.setenv("GANCR_DISABLE_PLUGINS", "builtin")
     plugins.reset()
-    assert gancr.list_components() == []
+    # only the components of installed plugin packages (plugins/*) are left
+    assert "builtin" not in get_registry().plugins
+    assert all(e.plugin != "builtin" for e in get_registry().entries())
+    assert not {"conv", "resblocks", "patchgan", "l1", "lsgan", "fixed"} & set(gancr.list_components())
     with pytest.raises(SpecError) as exc:
         gancr.default_spec()
     assert "model.generator.encoder: no encoder is registered" in str(exc.value)
