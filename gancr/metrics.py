@@ -943,3 +943,12 @@ METRIC_DOCS: dict[str, str] = {
         "with published numbers that use other Inception weights."
     ),
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``gancr.metrics.evaluate`` is :func:`gancr.evaluation.evaluate` (every metric on a run)."""
+    if name == "evaluate":
+        from gancr.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'gancr.metrics' has no attribute {name!r}")

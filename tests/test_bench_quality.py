@@ -1,0 +1,89 @@
+"""``gancr bench quality``: both specs trained the same way, scored against the true cartoons."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from gancr import bench
+from gancr.bench import _scale_stages, prepare_spec
+from gancr.cli import build_parser, main
+
+
+def test_stages_are_scaled_to_the_steps():
+    stages = [{"name": "separate", "steps": 60}, {"name": "joint", "steps": 540, "w_c": 2.0}]
+    assert [s["steps"] for s in _scale_stages(stages, 300)] == [30, 270]
+    assert [s["steps"] for s in _scale_stages(stages, 2)] == [1, 1]
+    assert [s["steps"] for s in _scale_stages(stages, 7)] == [1, 6]
+    assert _scale_stages(stages, 10)[1]["w_c"] == 2.0
+    assert sum(s["steps"] for s in _scale_stages([{"steps": 1}, {"steps": 1}, {"steps": 98}], 5)) == 5
+
+
+def test_specs_get_the_same_settings_and_the_baseline_is_shrunk():
+    gancr_spec, gancr_changes = prepare_spec("examples/quickstart.yaml", steps=100, size=48, batch_size=2)
+    base, base_changes = prepare_spec("examples/cyclegan_like.yaml", steps=100, size=48, batch_size=2)
+    for spec in (gancr_spec, base):
+        t = spec["training"]
+        assert sum(s["steps"] for s in t["stages"]) == 100
+        assert (t["image_size"], t["batch_size"], t["seed"]) == (48, 2, 0)
+    assert gancr_spec["data"] == base["data"]
+    assert gancr_spec["data"]["load_size"] == 96
+    # the ResNet-9 baseline is divided by 4 to the quickstart's width; depth is kept
+    assert base["model"]["generator"]["encoder"]["widths"] == [16, 32, 64]
+    assert base["model"]["generator"]["neck"]["blocks"] == 9
+    assert base["model"]["discriminator"]["width"] == 16
+    assert any("[64, 128, 256] -> [16, 32, 64]" in c for c in base_changes)
+    assert gancr_spec["model"]["generator"]["encoder"]["widths"] == [16, 32, 64]  # already narrow
+    assert not any("widths" in c for c in gancr_changes)
+    kept, _ = prepare_spec("examples/cyclegan_like.yaml", steps=10, max_width=0)
+    assert kept["model"]["generator"]["encoder"]["widths"] == [64, 128, 256]
+
+
+def test_bench_without_a_benchmark_prints_its_help(capsys):
+    assert main(["bench"]) == 2
+    assert "quality" in capsys.readouterr().out
+
+
+def test_a_benchmark_is_one_entry(monkeypatch, capsys):
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--n", type=int, default=1)
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"toy n={args.n}")
+        return 0
+
+    monkeypatch.setattr(bench, "BENCHMARKS", [*bench.BENCHMARKS, ("toy", "a toy benchmark", add, run)])
+    assert main(["bench", "toy", "--n", "3"]) == 0
+    assert capsys.readouterr().out.strip() == "toy n=3"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "quality", "--nope"])
+
+
+def test_bench_quality_tiny_gives_both_rows(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    code = main(["bench", "quality", "--steps", "2", "--size", "32", "--feature-size", "32",
+                 "--json", str(out), "--markdown", str(md), "--out", str(tmp_path / "runs")])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    lines = printed.out.splitlines()
+    assert lines[0].startswith("spec") and "target PSNR ↑" in lines[0] and "FID ↓" in lines[0]
+    assert lines[1].startswith("quickstart ") and lines[2].startswith("cyclegan_like ")
+    assert "generator encoder widths [64, 128, 256] -> [16, 32, 64]" in printed.out
+    data = json.loads(out.read_text())
+    assert data["command"].startswith("gancr bench quality --spec examples/quickstart.yaml examples/cyclegan_like.yaml")
+    assert data["settings"]["steps"] == 2 and data["machine"]["cpu_count"] >= 1
+    quick, base = data["runs"]
+    assert (quick["role"], base["role"]) == ("gancr", "baseline")
+    for run in (quick, base):
+        assert run["steps"] == 2
+        m = run["eval"]["metrics"]
+        for key in ("reference/psnr", "reference/ssim", "reference/edge_f1", "content/ssim", "style/kid"):
+            assert m[key]["value"] is not None, (run["name"], key)
+        assert run["eval"]["reference"]["pairs"] == 2
+        assert (tmp_path / "runs" / run["name"] / "metrics.jsonl").is_file()
+    assert quick["eval"]["metrics"]["content/content_net_distance"]["value"] is not None
+    assert base["eval"]["metrics"]["content/content_net_distance"]["value"] is None  # no content net
+    assert md.read_text().startswith("| spec | G params |")
