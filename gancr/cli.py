@@ -233,6 +233,8 @@ def _add_stylize(sub: Any) -> None:
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights when the run kept them (default: yes)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: on CUDA the faster of fp32 and bf16 for this model, measured; fp32 on the CPU")
     p.add_argument("--alpha", type=float, default=1.0, metavar="A",
                    help="strength: 0 = the content net's reconstruction, 1 = full style (default)")
     p.add_argument("--tile", type=int, default=None, metavar="SIZE",
@@ -267,7 +269,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         print(f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics "
               f"{how}", file=sys.stderr)
     written = stylize(args.inputs, generator=generator, out_dir=args.out, device=args.device, alpha=alpha,
-                      content_net=reference, tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles)
+                      content_net=reference, tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
+                      precision=args.precision)
     for path in written:
         print(path)
     print(f"stylised {len(written)} image(s) into {args.out}", file=sys.stderr)

@@ -85,6 +85,21 @@ def step_flops(step: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
+class _eager:
+    """Run compiled modules eagerly inside the block (for FLOP and operator counts)."""
+
+    def __enter__(self) -> None:
+        import torch._dynamo
+
+        self.previous = torch._dynamo.config.disable
+        torch._dynamo.config.disable = True
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch._dynamo
+
+        torch._dynamo.config.disable = self.previous
+
+
 def find_reference(spec_path: str | Path, reference: str | Path | None = None) -> Path | None:
     """``benchmarks/reference_<stem>.py`` for a spec file, or the given path."""
     if reference is not None:
@@ -157,6 +172,9 @@ def _reference_step(path: Path, device: torch.device, batch: int, size: int,
 def _latency(generator: torch.nn.Module, device: torch.device, size: int, mode: str) -> float:
     x = torch.rand(1, 3, size, size, device=device)
     net = generator.eval()
+    weight = next((p for p in net.parameters() if p.dim() == 4), None)
+    if weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)  # the input in the weights' layout
     if mode == "compiled":
         net = torch.compile(net)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16" else _null()
@@ -217,9 +235,10 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
     peak_bf16 = next((v for k, v in PEAK_BF16.items() if k in result["device_name"]), None)
     for (name, step), first, times in zip(sides, firsts, timings):
         seconds = statistics.median(times)
-        flops = step_flops(step)
+        with _eager():  # count what the step computes, not what a compiled graph fuses
+            flops, ops = step_flops(step), count_ops(step)
         row = {"name": name, "seconds_per_step": seconds, "images_per_s": batch / seconds,
-               "flops_per_step": flops, "tflops": flops / seconds / 1e12, "ops_per_step": count_ops(step),
+               "flops_per_step": flops, "tflops": flops / seconds / 1e12, "ops_per_step": ops,
                "peak_memory_mib": _step_peak_memory(step, dev), "first_step_s": first,
                "spread": (min(times), max(times))}
         if peak_bf16 is not None:
@@ -287,26 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python benchmarks/speed.py`` and ``gancr bench speed`` share this."""
     import argparse
 
+    from gancr.bench import add_speed_arguments
+
     p = argparse.ArgumentParser(prog="gancr bench speed", description=__doc__.splitlines()[0])
-    add_arguments(p)
+    add_speed_arguments(p)
     return run(p.parse_args(argv))
-
-
-def add_arguments(p: Any) -> None:
-    p.add_argument("--spec", required=True, help="a spec file (benchmarks/reference_<stem>.py is its reference)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--reference", default=None, help="a reference module with make_step(device)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=5, help="steps per timing")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--latency-sizes", default="512,1024", help="comma-separated; empty for none")
-    p.add_argument("--reference-modes", default="plain,matched",
-                   help="hand-written variants: plain (fp32 eager, default optimiser) and/or matched "
-                        "(gancr's precision, channels_last, compile and optimiser)")
-    p.add_argument("--json", default=None, help="also write the figures to this file")
 
 
 def run(args: Any) -> int:
@@ -314,6 +318,8 @@ def run(args: Any) -> int:
     result = bench_speed(args.spec, device=args.device, batch=args.batch, size=args.size, reference=args.reference,
                          overrides=args.overrides, warmup=args.warmup, repeats=args.repeats, steps=args.steps,
                          latency_sizes=sizes,
+                         latency_modes=tuple(m.strip() for m in args.latency_modes.split(",") if m.strip())
+                         if args.latency_modes else None,
                          reference_modes=tuple(m.strip() for m in args.reference_modes.split(",") if m.strip()))
     print(format_table(result))
     if args.json:

@@ -91,13 +91,23 @@ class EMA(nn.Module):
         self.decay = decay
 
     @torch.no_grad()
-    def update(self, module: nn.Module, decay: float | None = None) -> None:
+    def update(self, module: nn.Module, decay: float | None = None, skip: Tensor | None = None) -> None:
+        """Move the average towards ``module``; ``skip`` (a 0-dim bool tensor) leaves it as is."""
         d = self.decay if decay is None else decay
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in module.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        if skip is None:
+            torch._foreach_lerp_(ema_params, params, 1.0 - d)
+            for eb, b in zip(self.module.buffers(), module.buffers()):
+                eb.copy_(b)
+            return
+        weight = (1.0 - d) * (~skip).to(ema_params[0].dtype) if ema_params else None
+        if ema_params:
+            steps = torch._foreach_sub(params, ema_params)
+            torch._foreach_mul_(steps, weight)
+            torch._foreach_add_(ema_params, steps)
         for eb, b in zip(self.module.buffers(), module.buffers()):
-            eb.copy_(b)
+            eb.copy_(torch.where(skip, eb, b))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.module(x)

@@ -369,7 +369,12 @@ class Trainer:
             lrs[f"lr/{name}"] = lr
         return lrs
 
-    def _update(self, names: list[str], loss: Tensor) -> None:
+    def _update(self, names: list[str], loss: Tensor, bad: Tensor | None = None) -> None:
+        """Backward, average gradients across processes, clip, and step the named optimisers.
+
+        ``bad`` (a 0-dim bool tensor on the device) makes the fused optimisers skip the
+        update on the device (their ``found_inf``), so the step needs no host sync.
+        """
         opts = [self.optimizers[n] for n in names]
         self.scaler.scale(loss).backward()
         stepped = False
@@ -382,12 +387,29 @@ class Trainer:
             if clip is not None:
                 self.scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, clip)
-            self.scaler.step(opt)
+            if bad is not None:
+                opt.found_inf = bad.float()  # read by the fused Adam/AdamW kernels
+                try:
+                    opt.step()
+                finally:
+                    del opt.found_inf
+            else:
+                self.scaler.step(opt)
             stepped = True
         # one update per step of the optimisers (a scaler refuses two steps of one optimiser
         # without an update between them, e.g. d_steps > 1), none when nothing stepped
-        if stepped:
+        if stepped and bad is None:
             self.scaler.update()
+
+    def _skips_on_device(self) -> bool:
+        """Whether non-finite steps are skipped on the device (fused optimisers, no scaler).
+
+        Then a step has a single host sync, at its end; otherwise the losses are read before
+        the updates, so that a non-finite step can be skipped from the host.
+        """
+        return not self.scaler.is_enabled() and all(
+            opt.defaults.get("fused") for opt in self.optimizers.values()
+        )
 
     def _nonfinite(self, values: dict[str, float], where: str) -> bool:
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
@@ -413,12 +435,17 @@ class Trainer:
         return True
 
     def train_step(self, x: Tensor, s: Tensor) -> dict[str, float]:
-        """One step at ``self.step`` (generator side, then the discriminator); returns metrics."""
+        """One step at ``self.step`` (generator side, then the discriminator); returns metrics.
+
+        A step whose losses are not all finite changes nothing (weights, optimiser states,
+        EMA, balancer state) and is reported afterwards; see :meth:`_nonfinite`.
+        """
         stage = self.spec.training.stages[self.stage_index(self.step)]
         lrs = self._set_lr()
         self.generator.train()
         self.content_net.train()
         self.loss_modules.train()
+        on_device = self._skips_on_device()
 
         # -- generator and content net --
         self.discriminator.requires_grad_(False)
@@ -429,36 +456,60 @@ class Trainer:
         loss_buffers = [b.clone() for b in self.loss_modules.buffers()]
         parts = self.generator_losses(x, s, stage)
         scalar_keys = [k for k, v in parts.items() if isinstance(v, Tensor) and v.dim() == 0]
-        stacked = self.dist.average(torch.stack([parts[k].detach().float() for k in scalar_keys]))
-        values = dict(zip(scalar_keys, stacked.tolist()))
-        skipped = self._nonfinite(values, "generator/content-net")
-        if skipped:
+        g_stacked = self.dist.average(torch.stack([parts[k].detach().float() for k in scalar_keys]))
+        g_bad = ~torch.isfinite(g_stacked).all()
+        if on_device:
+            skipped = False  # known at the end of the step
+            self._update(["generator", "content_net"], parts["objective"], bad=g_bad)
+        else:
+            values = dict(zip(scalar_keys, g_stacked.tolist()))
+            skipped = self._nonfinite(values, "generator/content-net")
+            if not skipped:
+                self._update(["generator", "content_net"], parts["objective"])
+        if not skipped:
+            if self.ema is not None:
+                start = self.spec.training.ema.start_step
+                self.ema.update(self.generator, decay=0.0 if self.step < start else None,
+                                skip=g_bad if on_device else None)
+            if on_device:
+                with torch.no_grad():
+                    for buffer, saved in zip(self.loss_modules.buffers(), loss_buffers):
+                        buffer.copy_(torch.where(g_bad, saved, buffer))
+        else:
             with torch.no_grad():
                 for buffer, saved in zip(self.loss_modules.buffers(), loss_buffers):
                     buffer.copy_(saved)
-        else:
-            self._update(["generator", "content_net"], parts["objective"])
-            if self.ema is not None:
-                start = self.spec.training.ema.start_step
-                self.ema.update(self.generator, decay=0.0 if self.step < start else None)
 
         # -- discriminator --
+        d_keys: list[str] = []
+        d_stacked: Tensor | None = None
         d_values: dict[str, float] = {}
         d_skipped = False
         if self.adversarial and not skipped:
             self.discriminator.requires_grad_(True)
-            fake = self.pool.query(parts["fake"].detach())
+            fake = parts["fake"].detach()
+            fake = self.pool.query(fake.nan_to_num() if on_device else fake)
             real = s.detach().requires_grad_(True) if self.needs_real_grad else s
             for _ in range(self.spec.training.d_steps):
                 self.optimizers["discriminator"].zero_grad(set_to_none=True)
                 d_total, d_terms = self.discriminator_loss(real, fake)
-                keys = ["discriminator", *d_terms]
-                stacked = self.dist.average(torch.stack([d_total.detach(), *[v.detach().float() for v in d_terms.values()]]))
-                d_values = dict(zip(keys, stacked.tolist()))
-                d_skipped = self._nonfinite(d_values, "discriminator")
-                if d_skipped:
-                    break
-                self._update(["discriminator"], d_total)
+                d_keys = ["discriminator", *d_terms]
+                d_stacked = self.dist.average(
+                    torch.stack([d_total.detach(), *[v.detach().float() for v in d_terms.values()]]))
+                if on_device:
+                    self._update(["discriminator"], d_total, bad=g_bad | ~torch.isfinite(d_stacked).all())
+                else:
+                    d_values = dict(zip(d_keys, d_stacked.tolist()))
+                    d_skipped = self._nonfinite(d_values, "discriminator")
+                    if d_skipped:
+                        break
+                    self._update(["discriminator"], d_total)
+        if on_device:  # the step's one host sync: every logged value at once
+            flat = torch.cat([g_stacked, d_stacked if d_stacked is not None else g_stacked[:0]]).tolist()
+            values = dict(zip(scalar_keys, flat[: len(scalar_keys)]))
+            d_values = dict(zip(d_keys, flat[len(scalar_keys):]))
+            skipped = self._nonfinite(values, "generator/content-net")
+            d_skipped = not skipped and bool(d_values) and self._nonfinite(d_values, "discriminator")
         if not skipped and not d_skipped:
             self.nonfinite = 0
 
