@@ -63,6 +63,14 @@ SHRINK: dict[str, list[str]] = {
         "training.stages.0.steps=1",
         "training.stages.1.steps=2",
     ],
+    "lite.yaml": [
+        "model.generator.encoder.widths=[8, 16]",
+        "model.content_net.encoder.widths=[8, 16]",
+        "model.generator.neck.blocks=1",
+        "losses.style.1.encoder.layer=relu1_1",
+        "training.stages.0.steps=1",
+        "training.stages.1.steps=2",
+    ],
     "cyclegan_like.yaml": [
         "model.generator.encoder.widths=[8, 16]",
         "model.generator.neck.blocks=1",
