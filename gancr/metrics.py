@@ -559,6 +559,17 @@ def lab_histogram_distance(out: torch.Tensor, style: torch.Tensor, bins: int = 3
         return float((p - q).abs().sum(1).div(bins).mean())
 
 
+def _check_vector_pair(fn: str, feats_a: Tensor, feats_b: Tensor) -> tuple[Tensor, Tensor]:
+    """Both feature sets checked, and of one dimension."""
+    a = _check_vectors(fn, "feats_a", feats_a)
+    b = _check_vectors(fn, "feats_b", feats_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{fn}: feature dimensions differ, feats_a {tuple(a.shape)} vs feats_b {tuple(b.shape)}"
+        )
+    return a, b
+
+
 def kid(
     feats_a: torch.Tensor,
     feats_b: torch.Tensor,
@@ -600,12 +611,7 @@ def kid(
         True
     """
     fn = "kid"
-    a = _check_vectors(fn, "feats_a", feats_a)
-    b = _check_vectors(fn, "feats_b", feats_b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{fn}: feature dimensions differ, feats_a {tuple(a.shape)} vs feats_b {tuple(b.shape)}"
-        )
+    a, b = _check_vector_pair(fn, feats_a, feats_b)
     if not isinstance(subsets, int) or subsets < 1:
         raise ValueError(f"{fn}: subsets must be a positive integer, got {subsets!r}")
     if not isinstance(subset_size, int) or subset_size < 2:
@@ -669,12 +675,7 @@ def fid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
         True
     """
     fn = "fid"
-    a = _check_vectors(fn, "feats_a", feats_a)
-    b = _check_vectors(fn, "feats_b", feats_b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{fn}: feature dimensions differ, feats_a {tuple(a.shape)} vs feats_b {tuple(b.shape)}"
-        )
+    a, b = _check_vector_pair(fn, feats_a, feats_b)
     a = a.detach().double().cpu()
     b = b.detach().double().cpu()
     mu_a, mu_b = a.mean(0), b.mean(0)

@@ -158,10 +158,17 @@ def _plot_losses(plt: Any, rows: list[dict[str, Any]], stages: dict[int, str], p
             bottom.text(0.5, 0.5, "no loss terms", ha="center", va="center", transform=bottom.transAxes)
         bottom.set_ylabel("loss terms")
         bottom.set_xlabel("step")
-        for ax in (top, bottom):
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, loc="best")
+    return _finish(fig, list(axes.flat), path)
+
+
+def _finish(fig: Any, axes: Any, path: Path) -> Path:
+    """Grid and legends on ``axes``, then write ``fig`` to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -190,13 +197,7 @@ def _plot_weights(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path:
     for ax in (a, b):
         _stage_bounds(ax, rows)
         ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _finish(fig, (a, b), path)
 
 
 def _plot_throughput(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path:
