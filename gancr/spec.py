@@ -751,7 +751,14 @@ def load_spec(
     try:
         spec = bound.spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_messages(exc, data, bound.registry), source) from None
+        errors = _messages(exc, data, bound.registry)
+        requires = data.get("requires")
+        if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
+            # a component of a missing plugin is "unknown": say first which plugin is missing
+            from gancr.requirements import missing_requirements
+
+            errors = missing_requirements(requires) + errors
+        raise SpecError(errors, source) from None
     spec.__dict__.setdefault("_source", source)
     return spec  # type: ignore[return-value]
 

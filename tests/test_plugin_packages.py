@@ -121,3 +121,15 @@ def test_patchnce_and_diffaug_on_cuda(tmp_path, precision):
     assert all(m["skipped"] == 0 for m in metrics)
     assert all(torch.isfinite(torch.tensor(m["loss/content/patchnce"])) for m in metrics[1:])
     assert changed(heads, trainer.losses.content[0][1].heads)
+
+
+def test_a_missing_requirement_is_named_before_the_unknown_components_it_would_bring(tmp_path, capsys):
+    from gancr.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text('requires: ["gancr-nonexistent>=1"]\nlosses:\n  content: [{name: fancy_loss}]\n')
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[1].strip().startswith("requires.0: gancr-nonexistent is not installed; install it with: "
+                                     "pip install 'gancr-nonexistent>=1'")
+    assert "losses.content.0: unknown content_loss 'fancy_loss'" in err[2]
