@@ -552,3 +552,17 @@ def test_grayscale_and_rgba_inputs_train(tmp_path, image_dirs):
         sample = trainer.dataset[k]
         assert sample["content"].shape == sample["style"].shape == (3, 32, 32)
     assert all(math.isfinite(m["loss/generator"]) for m in read_metrics(tmp_path / "run"))
+
+
+def test_run_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from gancr.training.checkpoint import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "spec.yaml", "a: 1\n")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
