@@ -13,14 +13,10 @@ import yaml
 
 from gancr.training.distributed import Distributed, from_environment
 from gancr.training.trainer import _StepBatches
+from trainkit import TINY_MODEL
 
 SPEC = {
-    "model": {
-        "generator": {"encoder": {"name": "conv", "widths": [8, 16]}, "neck": {"name": "resblocks", "blocks": 1},
-                      "decoder": {"name": "upsample_conv"}},
-        "content_net": {"encoder": {"name": "conv", "widths": [8, 16]}},
-        "discriminator": {"name": "patchgan", "layers": 2, "width": 8},
-    },
+    "model": TINY_MODEL,
     "losses": {"content": [{"name": "l1"}, {"name": "content_net"}], "style": [{"name": "lsgan"}]},
     "training": {
         "stages": [{"name": "separate", "steps": 2}, {"name": "joint", "steps": 2}],
