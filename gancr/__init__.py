@@ -34,11 +34,12 @@ _LAZY = {
     "load_spec": "gancr.spec",
     "apply_overrides": "gancr.spec",
     "default_spec": "gancr.spec",
-    "build_component": "gancr.build",
-    "build_losses": "gancr.build",
-    "Trio": "gancr.build",
-    "Generator": "gancr.build",
-    "ContentNet": "gancr.build",
+    "build": "gancr.builder",
+    "build_component": "gancr.builder",
+    "build_losses": "gancr.builder",
+    "Trio": "gancr.trio",
+    "Generator": "gancr.trio",
+    "ContentNet": "gancr.trio",
     "Trainer": "gancr.training",
     "stylize": "gancr.inference",
     "load_generator": "gancr.inference",
@@ -51,10 +52,10 @@ _LAZY = {
     "CheckpointError": "gancr.errors",
 }
 
-__all__ = ["__version__", "hookimpl", "list_components", "registry", "build", *_LAZY]
+__all__ = ["__version__", "hookimpl", "list_components", "registry", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gancr.build import ContentNet, Generator, Trio, build, build_component, build_losses
+    from gancr.builder import build, build_component, build_losses
     from gancr.errors import (
         BuildError,
         CheckpointError,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gancr.registry import KINDS, ComponentParams, Registry
     from gancr.spec import Slot, Spec, apply_overrides, default_spec, load_spec
     from gancr.training import Trainer
+    from gancr.trio import ContentNet, Generator, Trio
 
 
 def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
@@ -84,8 +86,6 @@ def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
 def __getattr__(name: str) -> Any:
     if name == "registry":  # the module gancr.registry: register / get / list
         return importlib.import_module("gancr.registry")
-    if name == "build":  # the module gancr.build, callable as build(spec) (see there)
-        return importlib.import_module("gancr.build")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gancr' has no attribute {name!r}")

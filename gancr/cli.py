@@ -122,7 +122,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_requirements(spec)
     parameters = ""
     if not args.no_build:
-        from gancr.build import build
+        from gancr.builder import build
 
         trio = build(spec)
         n = sum(p.numel() for p in trio.generator.parameters())

@@ -278,7 +278,7 @@ def _build_encoder(spec: Mapping[str, Any], device: torch.device) -> tuple[nn.Mo
     """The encoder (eval, no grad) and its description: name, layers, pretrained, seed."""
     import torch
 
-    from gancr.build import build_component
+    from gancr.builder import build_component
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ENCODER_SEED)
@@ -311,7 +311,7 @@ def _resolve_models(generator_or_run: Any, content_net: Any, ema: bool, device: 
     """A run directory / weights file, a Trainer, a Trio or a generator -> the models to evaluate."""
     from torch import nn
 
-    from gancr.build import Trio
+    from gancr.trio import Trio
 
     if isinstance(generator_or_run, (str, os.PathLike)):
         from gancr.inference import load_content_net, load_generator
@@ -521,7 +521,7 @@ def evaluate(
 
     Args:
         generator_or_run: a run directory, ``generator.safetensors`` or checkpoint file; a
-            :class:`~gancr.training.Trainer`; a :class:`~gancr.build.Trio`; or a generator
+            :class:`~gancr.training.Trainer`; a :class:`~gancr.trio.Trio`; or a generator
             module (any callable ``(B, 3, H, W) -> (B, 3, H, W)`` in [0, 1]).
         content: the content images: a folder, file, ``builtin:NAME`` or list of those, an
             ``(N, 3, H, W)`` tensor, a list of ``(3, H, W)`` tensors or a name -> tensor mapping.

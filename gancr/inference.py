@@ -103,12 +103,12 @@ def load_generator(path: str | os.PathLike[str], *, ema: bool = True, device: st
         ema: use the EMA weights when the run kept them (the default for inference).
         device: where to put it.
     """
-    from gancr.build import _build_generator
+    from gancr.builder import build_generator
 
     file = resolve_weights_path(path)
     spec_data, gen_state, ema_state, _ = _read(file)
     spec = _inference_spec(spec_data)
-    generator = _build_generator(spec.model.generator)
+    generator = build_generator(spec.model.generator)
     _load(generator, ema_state if (ema and ema_state) else gen_state, "generator", file)
     generator.spec = spec  # type: ignore[assignment]
     generator.weights_path = file  # type: ignore[assignment]
@@ -118,16 +118,16 @@ def load_generator(path: str | os.PathLike[str], *, ema: bool = True, device: st
 
 def load_content_net(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
     """The trained content-retention net of a run (for reconstructions and feature distances)."""
-    from gancr.build import _build_content_net, _build_generator
+    from gancr.builder import build_content_net, build_generator
 
     file = resolve_weights_path(path)
     spec_data, gen_state, _, content_state = _read(file)
     if not content_state:
         raise CheckpointError(f"{file} holds no content-net weights")
     spec = _inference_spec(spec_data)
-    generator = _build_generator(spec.model.generator)
+    generator = build_generator(spec.model.generator)
     _load(generator, gen_state, "generator", file)
-    net = _build_content_net(spec, generator)
+    net = build_content_net(spec, generator.encoder)
     _load(net, content_state, "content net", file)
     return net.to(device).eval()
 

@@ -14,6 +14,9 @@ warning naming it and its error, and is left out; everything else keeps working.
 
 The registry is rebuilt from the plugins whenever they change, so a plugin registered for
 the duration of a test (:func:`registered_plugin`) is gone afterwards.
+
+All of this process's plugin state is one :class:`PluginState` object; the module's
+functions act on it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pluggy
 
 from gancr import hookspecs
 from gancr.errors import PluginError
-from gancr.registry import PluginInfo, Registry
+from gancr._registry import PluginInfo, Registry
 
 __all__ = [
     "PLUGIN_API_VERSION",
@@ -47,6 +50,8 @@ __all__ = [
     "plugin_failures",
     "register_python_component",
     "call_hook",
+    "invalidate",
+    "snapshot",
 ]
 
 #: The plugin API that this gancr provides. A plugin may declare the range it supports as
@@ -58,16 +63,52 @@ ENTRY_POINT_GROUP = "gancr"
 #: Plugins that ship with gancr, as (plugin name, module).
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (("builtin", "gancr.components"),)
 
-_lock = threading.RLock()
-_manager: pluggy.PluginManager | None = None
-_registry: Registry | None = None
-_infos: dict[str, PluginInfo] = {}
-_failures: dict[str, str] = {}
-_python_plugins: list[str] = []
-
 
 class PluginWarning(UserWarning):
     """A plugin was left out because it failed; the message names it and its error."""
+
+
+class _PythonComponents:
+    """The ``python`` plugin: components registered with ``gancr.registry.register`` in code."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    @hookspecs.hookimpl
+    def gancr_register_components(self, registry: Registry) -> None:
+        for args, kwargs in self.calls:
+            registry.register(*args, **kwargs)
+
+
+PYTHON_PLUGIN = "python"
+
+
+class PluginState:
+    """Everything this process knows about its plugins (one object: reset means a new one).
+
+    Attributes:
+        lock: guards the fields below.
+        manager: the pluggy manager, created (and plugins loaded) on first use.
+        registry: the registry built from the plugins, or None when it must be rebuilt.
+        infos: the loaded plugins' names, distributions and versions.
+        failures: plugins left out, with the reason (as warned).
+        python_plugins: plugins registered from Python, in order.
+        python_components: the ``python`` plugin (``gancr.registry.register`` in code).
+        hook_failures_warned: (plugin, hook) pairs already warned about in :func:`call_hook`.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.manager: pluggy.PluginManager | None = None
+        self.registry: Registry | None = None
+        self.infos: dict[str, PluginInfo] = {}
+        self.failures: dict[str, str] = {}
+        self.python_plugins: list[str] = []
+        self.python_components = _PythonComponents()
+        self.hook_failures_warned: set[tuple[str, str]] = set()
+
+
+_state = PluginState()
 
 
 def _strict() -> bool:
@@ -83,7 +124,7 @@ def _fail(name: str, what: str, exc: BaseException | str, *, strict: bool | None
     """Record a plugin failure: a warning, or a PluginError when strict."""
     detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else exc
     message = f"gancr plugin {name!r} {what} and was left out: {detail}"
-    _failures[name] = message
+    _state.failures[name] = message
     env_strict = _strict()
     if env_strict if strict is None else strict:
         suffix = " (GANCR_STRICT_PLUGINS is set)" if env_strict else ""
@@ -140,7 +181,7 @@ def _register(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo, *, strict
             pm.unregister(name=info.name)
         _fail(info.name, "has invalid hook implementations", exc, strict=strict)
         return False
-    _infos[info.name] = info
+    _state.infos[info.name] = info
     return True
 
 
@@ -168,9 +209,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, created (and plugins loaded) on first use."""
-    global _manager
-    with _lock:
-        if _manager is None:
+    with _state.lock:
+        if _state.manager is None:
             pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
             pm.add_hookspecs(hookspecs)
             for name in _disabled():
@@ -180,8 +220,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 if not pm.is_blocked(name):
                     _register(pm, importlib.import_module(module), PluginInfo(name, "gancr", _version()), strict=True)
             pm.check_pending()
-            _manager = pm
-        return _manager
+            _state.manager = pm
+        return _state.manager
 
 
 def _version() -> str:
@@ -193,7 +233,7 @@ def _version() -> str:
 def _ordered_plugin_names(pm: pluggy.PluginManager) -> list[str]:
     """Built-ins first, then entry points by name, then plugins registered from Python."""
     builtin = [n for n, _ in DEFAULT_PLUGINS if pm.get_plugin(n) is not None]
-    python = [n for n in _python_plugins if pm.get_plugin(n) is not None]
+    python = [n for n in _state.python_plugins if pm.get_plugin(n) is not None]
     others = sorted(  # blocked names are listed with plugin None
         n for n, p in pm.list_name_plugin() if n not in builtin and n not in python and p is not None
     )
@@ -202,55 +242,52 @@ def _ordered_plugin_names(pm: pluggy.PluginManager) -> list[str]:
 
 def get_registry() -> Registry:
     """The registry of every component of every loaded plugin (rebuilt when plugins change)."""
-    global _registry
-    with _lock:
-        if _registry is not None:
-            return _registry
+    with _state.lock:
+        if _state.registry is not None:
+            return _state.registry
         pm = get_plugin_manager()
         registry = Registry()
-        names = [n for n in _ordered_plugin_names(pm) if n not in _failures]  # left out: not loaded
-        registry.plugins = {n: _infos.get(n, PluginInfo(n)) for n in names}
+        names = [n for n in _ordered_plugin_names(pm) if n not in _state.failures]  # left out: not loaded
+        registry.plugins = {n: _state.infos.get(n, PluginInfo(n)) for n in names}
         impls = {i.plugin_name: i.function for i in pm.hook.gancr_register_components.get_hookimpls()}
         for name in names:
             impl = impls.get(name)
-            if impl is None or name in _failures:
+            if impl is None or name in _state.failures:
                 continue
-            registry._current_plugin = name
             try:
-                impl(registry=registry)
+                with registry.registering_for(name):
+                    impl(registry=registry)
             except Exception as exc:  # noqa: BLE001 - isolation is the point
-                registry._drop_plugin(name)
+                registry.drop_plugin(name)
                 del registry.plugins[name]
-                if name in _python_plugins or name in dict(DEFAULT_PLUGINS):
+                if name in _state.python_plugins or name in dict(DEFAULT_PLUGINS):
                     raise  # registered from code (or gancr's own): the caller sees the error
                 _fail(name, "raised in gancr_register_components", exc)
-            finally:
-                registry._current_plugin = "<python>"
-        _registry = registry
+        _state.registry = registry
         return registry
 
 
 def plugin_failures() -> dict[str, str]:
     """Plugins left out in this process, with the reason (as warned)."""
     get_registry()
-    return dict(_failures)
+    return dict(_state.failures)
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Register a plugin object from Python (errors are raised, not warned). Returns its name."""
-    with _lock:
+    with _state.lock:
         pm = get_plugin_manager()
         name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin):x}"
         if pm.get_plugin(name) is not None or pm.is_registered(plugin):
             raise PluginError(f"a gancr plugin named {name!r} is already registered")
-        _failures.pop(name, None)
+        _state.failures.pop(name, None)
         try:
             _register(pm, plugin, PluginInfo(name, api=getattr(plugin, "GANCR_PLUGIN_API", None)), strict=True)
         except PluginError:
-            _failures.pop(name, None)  # raised to the caller, not left out with a warning
+            _state.failures.pop(name, None)  # raised to the caller, not left out with a warning
             raise
-        _python_plugins.append(name)
-        _invalidate()
+        _state.python_plugins.append(name)
+        invalidate()
         try:
             get_registry()
         except Exception:
@@ -261,15 +298,15 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered with :func:`register_plugin`."""
-    with _lock:
+    with _state.lock:
         pm = get_plugin_manager()
         if pm.get_plugin(name) is not None:
             pm.unregister(name=name)
-        if name in _python_plugins:
-            _python_plugins.remove(name)
-        _infos.pop(name, None)
-        _failures.pop(name, None)
-        _invalidate()
+        if name in _state.python_plugins:
+            _state.python_plugins.remove(name)
+        _state.infos.pop(name, None)
+        _state.failures.pop(name, None)
+        invalidate()
 
 
 @contextlib.contextmanager
@@ -295,41 +332,23 @@ def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[str]:
         unregister_plugin(registered)
 
 
-class _PythonComponents:
-    """The ``python`` plugin: components registered with ``gancr.registry.register`` in code."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    @hookspecs.hookimpl
-    def gancr_register_components(self, registry: Registry) -> None:
-        for args, kwargs in self.calls:
-            registry.register(*args, **kwargs)
-
-
-_python_components = _PythonComponents()
-PYTHON_PLUGIN = "python"
-
-
 def register_python_component(kind: str, name: str, factory: Any, **kwargs: Any) -> None:
     """Add a component to the ``python`` plugin (raises at once on a bad or duplicate name)."""
-    with _lock:
+    with _state.lock:
         pm = get_plugin_manager()
+        components = _state.python_components
         if pm.get_plugin(PYTHON_PLUGIN) is None:
-            pm.register(_python_components, name=PYTHON_PLUGIN)
-            _python_plugins.append(PYTHON_PLUGIN)
+            pm.register(components, name=PYTHON_PLUGIN)
+            _state.python_plugins.append(PYTHON_PLUGIN)
         call = ((kind, name, factory), kwargs)
-        _python_components.calls.append(call)
-        _invalidate()
+        components.calls.append(call)
+        invalidate()
         try:
             get_registry()
         except Exception:
-            _python_components.calls.remove(call)
-            _invalidate()
+            components.calls.remove(call)
+            invalidate()
             raise
-
-
-_hook_failures_warned: set[tuple[str, str]] = set()
 
 
 def call_hook(name: str, **kwargs: Any) -> None:
@@ -345,8 +364,8 @@ def call_hook(name: str, **kwargs: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - a logger plugin must not stop training
             if _strict():
                 raise PluginError(f"gancr plugin {impl.plugin_name!r} raised in {name}: {exc}") from exc
-            if (impl.plugin_name, name) not in _hook_failures_warned:
-                _hook_failures_warned.add((impl.plugin_name, name))
+            if (impl.plugin_name, name) not in _state.hook_failures_warned:
+                _state.hook_failures_warned.add((impl.plugin_name, name))
                 warnings.warn(
                     f"gancr plugin {impl.plugin_name!r} raised in {name} "
                     f"({type(exc).__name__}: {exc}); its later errors in this hook are not repeated",
@@ -355,18 +374,29 @@ def call_hook(name: str, **kwargs: Any) -> None:
                 )
 
 
-def _invalidate() -> None:
-    global _registry
-    _registry = None
+def invalidate() -> None:
+    """Rebuild the registry from the plugins on its next use."""
+    _state.registry = None
 
 
 def reset() -> None:
     """Forget every plugin; the next use reloads them (re-reading the environment)."""
-    global _manager
-    with _lock:
-        _manager = None
-        _infos.clear()
-        _failures.clear()
-        _python_plugins.clear()
-        _python_components.calls.clear()
-        _invalidate()
+    global _state
+    with _state.lock:
+        warned = _state.hook_failures_warned  # a failing hook is warned about once per process
+        _state = PluginState()
+        _state.hook_failures_warned = warned
+
+
+def snapshot() -> tuple[Any, ...]:
+    """What the loaded plugins are, as a comparable value: it changes when plugins are
+    loaded, registered, left out or reset (tests use it to undo only what changed)."""
+    pm = _state.manager
+    names = tuple(sorted(n for n, _ in pm.list_name_plugin())) if pm is not None else None
+    return (
+        pm,
+        names,
+        tuple(_state.python_plugins),
+        tuple(map(id, _state.python_components.calls)),
+        tuple(sorted(_state.failures)),
+    )

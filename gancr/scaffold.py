@@ -159,7 +159,7 @@ TEST = Template('''\
 import pytest
 import torch
 
-from gancr.build import build_component
+from gancr import build_component
 from gancr.testing import check_component, component_params
 
 

@@ -36,7 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gancr.errors import SpecError
-from gancr.registry import KINDS, Registry
+from gancr._registry import KINDS, Registry
 
 __all__ = [
     "Slot",
@@ -585,8 +585,8 @@ def _bound(registry: Registry | None = None) -> _Bound:
 
     registry = registry or get_registry()
     with _bound_lock:
-        if _bound_cache is None or _bound_cache[0] is not registry or _bound_cache[1] != registry._generation:
-            _bound_cache = (registry, registry._generation, _Bound(registry))
+        if _bound_cache is None or _bound_cache[0] is not registry or _bound_cache[1] != registry.generation:
+            _bound_cache = (registry, registry.generation, _Bound(registry))
         return _bound_cache[2]
 
 
@@ -620,7 +620,7 @@ def _is_tag(part: Any, cur: Any, last: bool, registry: Registry) -> bool:
     if not isinstance(name, str):
         return False
     if part == name or any(
-        (entry := registry._lookup(kind, name)) is not None and entry.name == part for kind in KINDS
+        (entry := registry.lookup(kind, name)) is not None and entry.name == part for kind in KINDS
     ):
         return True
     return part not in cur and not last

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gancr.build import build, build_component
+from gancr.builder import build, build_component
 from gancr.components.base import (
     Balancer,
     ContentLoss,

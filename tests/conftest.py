@@ -39,24 +39,12 @@ PLUGIN_ENV = ("GANCR_DISABLE_PLUGINS", "GANCR_STRICT_PLUGINS")
 SMALL_MODEL = SMALL_SPEC["model"]
 
 
-def _plugin_state() -> tuple[object, ...]:
-    pm = plugins._manager
-    names = tuple(sorted(n for n, _ in pm.list_name_plugin())) if pm is not None else None
-    return (
-        pm,
-        names,
-        tuple(plugins._python_plugins),
-        tuple(map(id, plugins._python_components.calls)),
-        tuple(sorted(plugins._failures)),
-    )
-
-
 @pytest.fixture(autouse=True)
 def _isolated_plugins() -> Iterator[None]:
     """Reset gancr's plugins after a test that changed them (or their environment)."""
     env = {k: os.environ.get(k) for k in PLUGIN_ENV}
     plugins.get_registry()  # so that the state below is the loaded one
-    before = _plugin_state()
+    before = plugins.snapshot()
     yield
     changed = False
     for key, value in env.items():
@@ -66,7 +54,7 @@ def _isolated_plugins() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    after = _plugin_state()
+    after = plugins.snapshot()
     if changed or after[0] is not before[0] or after[1:] != before[1:]:
         plugins.reset()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import urllib.error
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import yaml
 from torch import nn
 
 import gancr
-from gancr.build import ContentNet, Generator, Trio, build_component, build_losses
+from gancr.builder import build_component, build_losses
 from gancr.components.base import FeatureInfo, LossContext, StyleBatch
 from gancr.errors import BuildError, CheckpointError, SpecError
 from gancr.registry import ComponentParams
+from gancr.trio import ContentNet, Generator, Trio
 
 from conftest import SMALL_SPEC
 
@@ -60,13 +62,13 @@ def test_build_accepts_a_spec_a_mapping_and_a_file(tmp_path):
         gancr.build(small(generator={"neck": {"name": "resblocks", "blocks": -1}}))
 
 
-def test_gancr_build_is_callable_whatever_was_imported_first():
-    """``gancr.build`` is the function's name and the submodule's: both must keep working."""
-    import gancr.build as build_module  # makes the submodule an attribute of the package
+def test_gancr_build_is_a_plain_function_whatever_was_imported_first():
+    """``gancr.build`` is the function :func:`gancr.builder.build`, for help(), inspect and type checkers."""
+    import gancr.builder  # a submodule of another name: importing it changes nothing
 
-    assert callable(gancr.build) and callable(build_module)
+    assert inspect.isfunction(gancr.build) and gancr.build is gancr.builder.build
+    assert inspect.signature(gancr.build).parameters.keys() == {"spec"}
     assert isinstance(gancr.build(SMALL_SPEC), Trio)
-    assert gancr.build.build_component is build_component
     from gancr import build
 
     assert isinstance(build(SMALL_SPEC), Trio)

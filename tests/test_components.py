@@ -21,7 +21,7 @@ from torch import nn
 
 import gancr
 import gancr.testing
-from gancr.build import build_component
+from gancr import build_component
 from gancr.components.base import Balancer, ContentLoss, FeatureInfo, StyleBatch, StyleLoss
 from gancr.plugins import get_registry
 from gancr.registry import KINDS, ComponentParams, Registry

@@ -88,7 +88,7 @@ def test_device_augmentation_and_a_short_fit(tmp_path):
 
 
 def test_inference_on_cuda_matches_cpu(tmp_path):
-    from gancr.build import build
+    from gancr import build
 
     trio = build({"model": SPEC["model"], "training": {"image_size": 64}}).eval()
     x = torch.rand(1, 3, 70, 90)
@@ -104,7 +104,7 @@ def test_inference_on_cuda_matches_cpu(tmp_path):
 
 
 def test_stylize_picks_the_faster_precision_and_keeps_the_result(tmp_path):
-    from gancr.build import build
+    from gancr import build
     from gancr.inference import fastest_precision, stylize
 
     trio = build({"model": SPEC["model"], "training": {"image_size": 64}}).eval().cuda()

@@ -193,7 +193,7 @@ def test_the_timm_example_local_weights_recipe_works(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from gancr.build import build_component
+    from gancr import build_component
 
     text = (EXAMPLES / "timm_backbone.yaml").read_text()
     assert "encoder: {name: timm, model_name: resnet18, pretrained: false}" in text

@@ -333,7 +333,7 @@ def test_broken_installed_plugins_warn_once_each_and_the_rest_works(entry_point_
     assert set(plugins.plugin_failures()) == set(BROKEN)
     assert gancr.build(_spec_with_neck({"name": "echo"})).generator.neck.out_channels == 8
     # one warning per plugin: rebuilding the registry does not repeat them
-    plugins._invalidate()
+    plugins.invalidate()
     _, again = _plugin_warnings(get_registry)
     assert again == []
     # the unknown-name message lists the plugins that did load

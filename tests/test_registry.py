@@ -7,6 +7,7 @@ import torch
 from pydantic import BaseModel, Field
 
 import gancr
+from gancr.builder import build_component
 from gancr.errors import BuildError, DuplicateComponentError, GancrError, SpecError, UnknownComponentError
 from gancr.plugins import get_registry
 from gancr.registry import KINDS, ComponentParams, PluginInfo, Registry
@@ -34,7 +35,7 @@ class Scale(torch.nn.Module):
 def _registry(plugin: str = "tests") -> Registry:
     reg = Registry()
     reg.plugins = {plugin: PluginInfo(plugin, "gancr-tests", "9.9")}
-    reg._current_plugin = plugin
+    reg.current_plugin = plugin
     return reg
 
 
@@ -79,7 +80,7 @@ def test_duplicate_names_and_aliases_name_both_plugins():
     reg = _registry("first")
     reg.plugins["second"] = PluginInfo("second")
     reg.register("neck", "scale", Scale, aliases=("times",))
-    reg._current_plugin = "second"
+    reg.current_plugin = "second"
     with pytest.raises(DuplicateComponentError) as exc:
         reg.register("neck", "scale", Scale)
     msg = str(exc.value)
@@ -193,25 +194,26 @@ def test_builtin_catalogue_is_complete():
             assert entry.summary, f"{kind} {name!r} has no documentation"
 
 
-def test_create_validates_and_names_the_component_on_errors():
+def test_build_component_validates_and_names_the_component_on_errors():
+    """Building happens in the builder; the registry only keeps entries (timm's _registry / _builder)."""
     reg = _registry()
     reg.register("neck", "scale", Scale, params=ScaleParams)
-    neck = reg.create("neck", {"name": "scale", "scale": 3}, channels=4)
+    neck = build_component("neck", {"name": "scale", "scale": 3}, registry=reg, channels=4)
     assert isinstance(neck, Scale) and neck.scale == 3.0
-    assert reg.create("neck", "scale", channels=4).scale == 2.0  # a bare name: the defaults
+    assert build_component("neck", "scale", registry=reg, channels=4).scale == 2.0  # a bare name: the defaults
     with pytest.raises(SpecError) as exc:
-        reg.create("neck", {"name": "scale", "scale": -1}, channels=4)
+        build_component("neck", {"name": "scale", "scale": -1}, registry=reg, channels=4)
     assert exc.value.errors[0][0] == "neck.scale" and "greater than 0" in exc.value.errors[0][1]
     # a factory that rejects its arguments: a BuildError naming the component and plugin
     with pytest.raises(BuildError, match=r"cannot build neck 'scale' \(plugin tests\):.*channels"):
-        reg.create("neck", "scale")
+        build_component("neck", "scale", registry=reg)
 
     def picky(channels: int) -> torch.nn.Module:
         raise ValueError("channels must be even")
 
     reg.register("neck", "picky", picky)
     with pytest.raises(BuildError, match=r"cannot build neck 'picky' \(plugin tests\): channels must be even"):
-        reg.create("neck", "picky", channels=3)
+        build_component("neck", "picky", registry=reg, channels=3)
 
 
 def test_a_registry_is_usable_without_plugins():

@@ -65,7 +65,7 @@ class PerceptualLoss(ContentLoss):
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None, distance: str = "l1"):
         super().__init__()
-        from gancr.build import build_component
+        from gancr.builder import build_component
 
         self.encoder = freeze(build_component("encoder", encoder or {"name": "vgg19", "layer": "relu3_1"}))
         self.encoder.eval()

@@ -146,7 +146,7 @@ class GramLoss(StyleLoss):
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None):
         super().__init__()
-        from gancr.build import build_component
+        from gancr.builder import build_component
 
         self.encoder = freeze(build_component("encoder", encoder or {"name": "vgg19", "layer": "relu4_1"}))
         self.encoder.eval()

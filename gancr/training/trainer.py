@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gancr.build import Losses, Trio, build, build_losses
+from gancr.builder import build, build_losses
+from gancr.trio import Losses, Trio
 from gancr.components.base import LossContext, StyleBatch
 from gancr.errors import CheckpointError, GancrError
 from gancr.plugins import call_hook

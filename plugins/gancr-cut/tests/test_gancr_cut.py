@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import gancr
-from gancr.build import build_component
+from gancr import build_component
 from gancr.testing import check_component, component_params
 
 from gancr_cut import INPUT_LAYER, PatchNCELoss, patch_nce_loss

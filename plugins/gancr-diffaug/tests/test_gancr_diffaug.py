@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import gancr
-from gancr.build import build_component
+from gancr import build_component
 from gancr.components.base import StyleBatch
 from gancr.testing import check_component, component_params
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from gancr.build import build_component
+from gancr import build_component
 from gancr.components.base import ContentLoss, LossContext, pad_to_multiple
 from gancr.registry import ComponentParams
 from gancr.spec import Slot

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from gancr.build import build_component
+from gancr import build_component
 from gancr.registry import ComponentParams
 from gancr.spec import Slot
 

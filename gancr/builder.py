@@ -1,0 +1,230 @@
+"""Spec -> Trio: building components, the generator, the content-retention net and the discriminator.
+
+:func:`build_component` validates one component's spec against the registry-bound models
+and calls its factory (the registry only keeps entries). :func:`build` assembles a whole
+spec into a :class:`~gancr.trio.Trio`; :func:`build_losses` builds its losses.
+
+Parts negotiate shapes: the encoder states its features (channels, reduction); the neck is
+built for the deepest feature's channels and the decoder from the feature list with the
+neck's channels at the bottom. Any input height and width works: inputs are padded to a
+multiple of the deepest reduction and the output is cropped back. A combination that cannot
+work fails here, with both parts and their channels named, not deep inside torch later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gancr._registry import Registry
+from gancr.components.base import FeatureInfo, check_feature_info
+from gancr.errors import BuildError, GancrError
+from gancr.plugins import get_registry
+from gancr.spec import Spec, load_spec, validate_component
+from gancr.trio import ContentNet, Generator, Losses, Trio
+
+__all__ = [
+    "build",
+    "build_component",
+    "build_losses",
+    "build_generator",
+    "build_content_net",
+    "describe_component",
+]
+
+
+def build_component(kind: str, spec: Any, *, registry: Registry | None = None, **build_args: Any) -> Any:
+    """Build one registered component from ``{"name": ..., **params}`` (or a bound spec).
+
+    Args:
+        kind: the component's kind.
+        spec: ``{"name": ..., **params}``, a validated spec model, or just a name.
+        registry: the registry to build from (default: the plugins', :func:`gancr.plugins.get_registry`).
+        build_args: what the kind needs from parts already built (see :data:`gancr.registry.KINDS`).
+
+    Raises:
+        SpecError: the parameters do not validate (with their paths).
+        BuildError: the factory rejected its arguments; names the component.
+
+    Example:
+        >>> enc = build_component("encoder", {"name": "conv", "widths": [8, 16]})
+        >>> [(f.channels, f.reduction) for f in enc.feature_info]
+        [(8, 1), (16, 2)]
+    """
+    registry = registry or get_registry()
+    params = validate_component(kind, spec, registry=registry)
+    entry = registry.get(kind, params.name)
+    kwargs = {k: getattr(params, k) for k in entry.params.model_fields}
+    try:
+        return entry.factory(**kwargs, **build_args)
+    except GancrError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise BuildError(
+            f"cannot build {kind} {entry.name!r} (plugin {entry.plugin}): {exc}"
+        ) from exc
+
+
+def describe_component(spec: Any) -> str:
+    """``encoder 'vgg19' (layer=relu4_1)``-style text for error messages."""
+    data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
+    name = data.pop("name", "?")
+    data.pop("weight", None)
+    params = ", ".join(f"{k}={v}" for k, v in data.items() if v is not None and not isinstance(v, dict))
+    return f"{name!r}" + (f" ({params})" if params else "")
+
+
+def _probe_size(reduction: int) -> int:
+    return max(32, 2 * reduction)
+
+
+def build_generator(gspec: Any) -> Generator:
+    """The generator of ``model.generator`` (a bound :class:`~gancr.spec.GeneratorSpec`), checked."""
+    encoder = build_component("encoder", gspec.encoder)
+    enc_name = f"encoder {describe_component(gspec.encoder)}"
+    info = check_feature_info(encoder, enc_name)
+    deepest = info[-1]
+    neck = build_component("neck", gspec.neck, channels=deepest.channels)
+    neck_in = getattr(neck, "in_channels", deepest.channels)
+    if neck_in != deepest.channels:
+        raise BuildError(
+            f"model.generator: neck {describe_component(gspec.neck)} expects {neck_in} input channels, but "
+            f"{enc_name} gives {deepest.channels} channels (feature {deepest.name or 'last'}, "
+            f"reduction {deepest.reduction})"
+        )
+    neck_out = int(getattr(neck, "out_channels", deepest.channels))
+    decoder_info = [*info[:-1], replace(deepest, channels=neck_out)]
+    try:
+        decoder = build_component("decoder", gspec.decoder, feature_info=decoder_info, out_channels=3)
+    except BuildError as exc:
+        raise BuildError(f"model.generator: {enc_name} -> decoder {describe_component(gspec.decoder)}: {exc}") from None
+    generator = Generator(encoder, neck, decoder)
+    _probe(generator, "model.generator", f"{enc_name}, neck {describe_component(gspec.neck)}, decoder {describe_component(gspec.decoder)}", info)
+    return generator
+
+
+def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> None:
+    """Run a small input through ``net``: a mismatch shows here with the parts named."""
+    size = _probe_size(max(f.reduction for f in info))
+    x = torch.rand(1, 3, size, size + 8)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            y = net(x)
+    except GancrError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        channels = ", ".join(f"{f.name or i}: {f.channels}ch/{f.reduction}x" for i, f in enumerate(info))
+        raise BuildError(f"{where}: the parts do not fit together ({parts}; encoder features {channels}): {exc}") from None
+    finally:
+        net.train(was_training)
+    if not isinstance(y, Tensor) or tuple(y.shape) != tuple(x.shape):
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise BuildError(f"{where}: expected an image of shape {tuple(x.shape)} from {parts}, got {shape}")
+
+
+def build_content_net(spec: Spec, shared_encoder: nn.Module | None = None) -> ContentNet:
+    """The content-retention net of ``spec``, checked.
+
+    Args:
+        spec: the whole (validated) spec: the decoder defaults to the generator's.
+        shared_encoder: the generator's encoder, used when ``share_encoder`` is true.
+    """
+    cspec = spec.model.content_net
+    if cspec.share_encoder:
+        if shared_encoder is None:
+            raise BuildError("model.content_net: share_encoder is true, but no generator encoder was given")
+        encoder = shared_encoder
+        enc_name = "the generator's encoder (shared)"
+    else:
+        encoder = build_component("encoder", cspec.encoder)
+        enc_name = f"encoder {describe_component(cspec.encoder)}"
+    info = check_feature_info(encoder, f"model.content_net: {enc_name}")
+    dspec = cspec.decoder if cspec.decoder is not None else spec.model.generator.decoder
+    try:
+        decoder = build_component("decoder", dspec, feature_info=info, out_channels=3)
+    except BuildError as exc:
+        raise BuildError(f"model.content_net: {enc_name} -> decoder {describe_component(dspec)}: {exc}") from None
+    net = ContentNet(encoder, decoder)
+    _probe(net, "model.content_net", f"{enc_name}, decoder {describe_component(dspec)}", info)
+    return net
+
+
+def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> None:
+    x = torch.rand(1, 3, size, size)
+    was_training = discriminator.training
+    discriminator.eval()
+    try:
+        with torch.no_grad():
+            out = discriminator(x)
+    except GancrError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        raise BuildError(
+            f"model.discriminator: {describe_component(dspec)} fails on a {size}x{size} image "
+            f"(training.image_size): {exc}"
+        ) from None
+    finally:
+        discriminator.train(was_training)
+    for o in out if isinstance(out, (list, tuple)) else [out]:
+        if not isinstance(o, Tensor) or o.numel() == 0 or o.shape[0] != 1:
+            raise BuildError(f"model.discriminator: {describe_component(dspec)} gives no logits for a {size}x{size} image")
+
+
+def _check_training_size(generator: Generator, spec: Spec) -> None:
+    """The training crops must leave the encoder's deepest feature at least 2x2."""
+    size, reduction = spec.training.image_size, generator.reduction
+    if size < 2 * reduction:
+        raise BuildError(
+            f"training.image_size {size} is too small for encoder {describe_component(spec.model.generator.encoder)}: "
+            f"its reduction is {reduction}, so the deepest feature would be "
+            f"{-(-size // reduction)}x{-(-size // reduction)}; use image_size >= {2 * reduction}"
+        )
+
+
+def build(spec: Spec | Mapping[str, Any] | str | Any) -> Trio:
+    """Assemble a spec (a :class:`Spec`, a mapping, or a YAML/JSON path) into a :class:`Trio`.
+
+    Raises:
+        SpecError: the spec does not validate.
+        BuildError: the parts do not fit together; names the parts and their channels.
+
+    Example:
+        >>> trio = build({"model": {"generator": {"encoder": {"name": "conv", "widths": [8, 16]},
+        ...                                       "neck": {"name": "identity"}},
+        ...                         "content_net": {"share_encoder": True}}})
+        >>> trio.generator(torch.rand(1, 3, 40, 56)).shape
+        torch.Size([1, 3, 40, 56])
+    """
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    generator = build_generator(spec.model.generator)
+    _check_training_size(generator, spec)
+    content_net = build_content_net(spec, generator.encoder)
+    discriminator = build_component("discriminator", spec.model.discriminator, in_channels=3)
+    _check_discriminator(discriminator, spec.model.discriminator, spec.training.image_size)
+    return Trio(generator, content_net, discriminator, spec)
+
+
+def build_losses(spec: Spec) -> Losses:
+    """Build the spec's content and style losses and its balancer.
+
+    The content net's reconstruction uses the content losses that work on pixels (those
+    with ``reconstruction = True``), or L1 when none does.
+    """
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    content = [
+        (item.weight, build_component("content_loss", item)) for item in spec.losses.content
+    ]
+    reconstruction = [(w, m) for w, m in content if getattr(m, "reconstruction", True)]
+    if not reconstruction:
+        reconstruction = [(1.0, build_component("content_loss", {"name": "l1"}))]
+    style = [(item.weight, build_component("style_loss", item)) for item in spec.losses.style]
+    balancer = build_component("balancer", spec.training.balancer)
+    return Losses(content=content, reconstruction=reconstruction, style=style, balancer=balancer)

@@ -1,0 +1,102 @@
+"""The trio's modules: the generator, the content-retention net, the trio, and its losses.
+
+:mod:`gancr.builder` makes them from a spec; the trainer trains them; inference loads the
+generator (and the content net, for strength control) from a run's weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor, nn
+
+from gancr.components.base import Balancer, ContentLoss, StyleLoss, pad_to_multiple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gancr.spec import Spec
+
+__all__ = ["Generator", "ContentNet", "Trio", "Losses"]
+
+
+class Generator(nn.Module):
+    """``G(x) = decoder(neck(encoder(x)))`` for any ``(B, 3, H, W)``; output the same size.
+
+    The input is padded (reflection) to a multiple of the encoder's deepest reduction and
+    the output cropped back.
+    """
+
+    def __init__(self, encoder: nn.Module, neck: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.neck, self.decoder = encoder, neck, decoder
+        self.reduction = max(f.reduction for f in encoder.feature_info)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        features = self.encoder(pad_to_multiple(x, self.reduction))
+        features = [*features[:-1], self.neck(features[-1])]
+        return self.decoder(features)[..., :h, :w]
+
+    @property
+    def last_layer(self) -> Tensor | None:
+        """The weight of the generator's last layer (for gradient-norm balancers)."""
+        layer = getattr(self.decoder, "last_layer", None)
+        if layer is not None:
+            return layer
+        weights = [p for p in self.decoder.parameters() if p.dim() > 1 and p.requires_grad]
+        return weights[-1] if weights else None
+
+
+class ContentNet(nn.Module):
+    """The content-retention net: reconstructs its input; its encoder's features ``E_c``."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.reduction = max(f.reduction for f in encoder.feature_info)
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """``E_c(x)``: the encoder's feature list (deepest last)."""
+        return self.encoder(pad_to_multiple(x, self.reduction))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        return self.decoder(self.encoder(pad_to_multiple(x, self.reduction)))[..., :h, :w]
+
+
+class Trio(nn.Module):
+    """The generator, the content-retention net and the discriminator, built from one spec."""
+
+    def __init__(self, generator: Generator, content_net: ContentNet, discriminator: nn.Module,
+                 spec: Spec | None = None):
+        super().__init__()
+        self.generator = generator
+        self.content_net = content_net
+        self.discriminator = discriminator
+        self.spec = spec
+
+    @property
+    def shares_encoder(self) -> bool:
+        return self.content_net.encoder is self.generator.encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Stylise: ``G(x)``."""
+        return self.generator(x)
+
+
+@dataclass
+class Losses:
+    """The built losses of a spec, each with its weight."""
+
+    content: list[tuple[float, ContentLoss]]
+    reconstruction: list[tuple[float, ContentLoss]]
+    style: list[tuple[float, StyleLoss]]
+    balancer: Balancer
+
+    def modules(self) -> nn.ModuleList:
+        """Every loss module (and the balancer), e.g. to collect trainable parameters."""
+        seen: list[nn.Module] = []
+        for _, m in [*self.content, *self.reconstruction, *self.style, (0.0, self.balancer)]:
+            if all(m is not s for s in seen):
+                seen.append(m)
+        return nn.ModuleList(seen)

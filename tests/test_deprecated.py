@@ -1,0 +1,74 @@
+"""Import paths of gancr 0.1 that moved: each still works for one release, with a DeprecationWarning.
+
+One test per shim checks that it warns and re-exports the new objects; a last test checks that
+nothing else in the project (gancr, tests, docs, examples, plugins, benchmarks) uses an old path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import gancr
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: old module -> (new module, names it re-exports)
+MODULE_SHIMS: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def _fresh_import(name: str):
+    """Import ``name`` anew, so that its module-level warning is raised again."""
+    sys.modules.pop(name, None)
+    with pytest.warns(DeprecationWarning, match=re.escape(name)):
+        return importlib.import_module(name)
+
+
+def test_gancr_build_module_path_warns_and_stays_the_function():
+    from gancr import builder, trio
+
+    sys.modules.pop("gancr.build", None)
+    with pytest.warns(DeprecationWarning, match="gancr.build"):
+        from gancr.build import ContentNet, Generator, Losses, Trio, build_component, build_losses
+    assert (build_component, build_losses) == (builder.build_component, builder.build_losses)
+    assert (Trio, Generator, ContentNet, Losses) == (trio.Trio, trio.Generator, trio.ContentNet, trio.Losses)
+    # the old module path does not hide the function: gancr.build is still build(spec)
+    assert gancr.build is builder.build and sys.modules["gancr.build"] is builder.build
+    assert gancr.build.build_component is build_component
+
+
+@pytest.mark.parametrize("old", sorted(MODULE_SHIMS))
+def test_moved_module_warns_and_reexports(old):
+    new, names = MODULE_SHIMS[old]
+    module = _fresh_import(old)
+    target = importlib.import_module(new)
+    for name in names:
+        assert getattr(module, name) is getattr(target, name), f"{old}.{name}"
+
+
+def _project_files() -> list[Path]:
+    files = []
+    for folder in ("gancr", "tests", "docs", "examples", "plugins", "benchmarks"):
+        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".sh") and p.is_file()]
+    return files + [ROOT / "README.md"]
+
+
+def test_nothing_in_the_project_uses_an_old_path():
+    old_modules = ["gancr.build", *MODULE_SHIMS]
+    pattern = re.compile(
+        r"(from\s+(%s)\s+import|import\s+(%s)\b|python3?\s+-m\s+(%s)\b)"
+        % (("|".join(map(re.escape, old_modules)),) * 3)
+    )
+    shims = {ROOT / (m.replace(".", "/") + ".py") for m in old_modules}
+    found = []
+    for path in _project_files():
+        if path in shims or path == Path(__file__).resolve():
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not found, "old import paths in use:\n" + "\n".join(found)
