@@ -89,10 +89,10 @@ def _spec_classes() -> Any:
 
 
 def _slot_kind(field: FieldInfo) -> str | None:
-    from gancr.spec import _SlotMarker
+    from gancr.spec import SlotMarker
 
     for m in field.metadata:
-        if isinstance(m, _SlotMarker):
+        if isinstance(m, SlotMarker):
             return m.kind
     return None
 
@@ -100,7 +100,7 @@ def _slot_kind(field: FieldInfo) -> str | None:
 def _type_name(annotation: Any, field: FieldInfo | None = None) -> str:
     """Readable type, with component slots linked to the catalogue."""
     from gancr.catalog import type_name
-    from gancr.spec import _SlotMarker
+    from gancr.spec import SlotMarker
 
     kind = _slot_kind(field) if field is not None else None
     if kind is not None:
@@ -108,7 +108,7 @@ def _type_name(annotation: Any, field: FieldInfo | None = None) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        markers = [m for m in args[1:] if isinstance(m, _SlotMarker)]
+        markers = [m for m in args[1:] if isinstance(m, SlotMarker)]
         if markers:
             k = markers[0].kind
             return f"[{k} spec]({CATALOGUE}#{k})"

@@ -9,19 +9,18 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from gancr.registry import KINDS, Entry, Registry
+from gancr._registry import KINDS, Entry, Registry
+from gancr.spec.slots import SlotMarker
 
 __all__ = ["type_name", "param_rows", "component_rows", "describe_entry", "markdown_catalog", "plugin_label"]
 
 
 def type_name(annotation: Any) -> str:
     """A short readable name of a parameter's type (``int``, ``list[str] | None``, ``encoder spec``)."""
-    from gancr.spec import _SlotMarker
-
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        markers = [m for m in args[1:] if isinstance(m, _SlotMarker)]
+        markers = [m for m in args[1:] if isinstance(m, SlotMarker)]
         return f"{markers[0].kind} spec" if markers else type_name(args[0])
     if origin is typing.Literal:
         return " | ".join(repr(a) for a in args)
@@ -57,7 +56,7 @@ def param_rows(entry: Entry) -> list[tuple[str, str, str, str]]:
     rows = []
     for fname, field in entry.params.model_fields.items():
         annotation = field.annotation
-        slot_meta = [m for m in field.metadata if type(m).__name__ == "_SlotMarker"]
+        slot_meta = [m for m in field.metadata if isinstance(m, SlotMarker)]
         tname = f"{slot_meta[0].kind} spec" if slot_meta else type_name(annotation)
         if slot_meta and type(None) in typing.get_args(annotation):
             tname += " | None"

@@ -84,19 +84,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def summarize_spec(spec: Any) -> str:
-    """One line: the trio's parts, the losses and the stages of a spec."""
-    m = spec.model
-    gen = f"{m.generator.encoder.name}>{m.generator.neck.name}>{m.generator.decoder.name}"
-    cn = m.content_net
-    decoder = (cn.decoder or m.generator.decoder).name
-    content_net = f"shared encoder>{decoder}" if cn.share_encoder else f"{cn.encoder.name}>{decoder}"
-    content = "+".join(item.name for item in spec.losses.content) or "none"
-    style = "+".join(item.name for item in spec.losses.style)
-    stages = ", ".join(f"{s.name} {s.steps}" for s in spec.training.stages)
-    return (
-        f"generator {gen}; content net {content_net}; discriminator {m.discriminator.name}; "
-        f"content {content}; style {style}; balancer {spec.training.balancer.name}; stages {stages}"
-    )
+    """Deprecated: ``spec.summary()`` (:meth:`gancr.spec.Spec.summary`)."""
+    import warnings
+
+    warnings.warn("gancr.cli.summarize_spec(spec) is deprecated; use spec.summary()", DeprecationWarning, stacklevel=2)
+    return spec.summary()
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -127,7 +119,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         trio = build(spec)
         n = sum(p.numel() for p in trio.generator.parameters())
         parameters = f"; generator {n / 1e6:.2f}M parameters"
-    print(f"{args.spec}: valid. {summarize_spec(spec)}{parameters}")
+    print(f"{args.spec}: valid. {spec.summary()}{parameters}")
     return 0
 
 

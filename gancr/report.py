@@ -342,10 +342,9 @@ def write_report(
         spec_text = (run / "spec.yaml").read_text(encoding="utf-8")
         spec = yaml.safe_load(spec_text)
         try:
-            from gancr.cli import summarize_spec
             from gancr.spec import load_spec
 
-            summary = summarize_spec(load_spec(spec))
+            summary = load_spec(spec).summary()
         except GancrError as exc:  # e.g. a plugin component that is not installed here
             summary = f"(the spec does not load here: {str(exc).splitlines()[0]})"
     stages = _stage_names(spec, rows)

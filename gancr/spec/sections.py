@@ -1,0 +1,290 @@
+"""The static shape of a spec: its sections (model, losses, training, data) as pydantic models.
+
+Component fields are :class:`~gancr.spec.slots.Slot` annotations here; the root model is
+:class:`gancr.spec.root.Spec`, bound to the registry before it validates anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from gancr.spec.slots import Slot
+
+__all__ = [
+    "Section",
+    "StageSpec",
+    "ScheduleSpec",
+    "LearningRates",
+    "OptimizerSpec",
+    "EmaSpec",
+    "CheckpointSpec",
+    "TrainingSpec",
+    "DataSpec",
+    "GeneratorSpec",
+    "ContentNetSpec",
+    "ModelSpec",
+    "LossesSpec",
+    "allowed_fields",
+    "check_unknown_fields",
+]
+
+
+class Section(BaseModel):
+    """A part of a spec: unknown fields are errors that name a close match."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _reject_unknown_fields(cls, data: Any, handler: Any) -> Any:
+        return check_unknown_fields(cls, data, handler)
+
+
+def allowed_fields(cls: type[BaseModel]) -> set[str]:
+    allowed = set(cls.model_fields)
+    allowed.update(f.alias for f in cls.model_fields.values() if f.alias)
+    return allowed
+
+
+def check_unknown_fields(cls: type[BaseModel], data: Any, handler: Any) -> Any:
+    """Unknown fields are errors naming the field, a close match and the allowed fields.
+
+    They are reported together with every other error of the model (not instead of them).
+    """
+    if not (isinstance(data, Mapping) and cls.model_config.get("extra") == "forbid"):
+        return handler(data)
+    allowed = allowed_fields(cls)
+    unknown = [k for k in data if k not in allowed]
+    if not unknown:
+        return handler(data)
+    errors: list[Any] = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+        errors.append(
+            {
+                "type": PydanticCustomError(
+                    "unknown_field",
+                    "unknown field{hint}; allowed fields: {allowed}",
+                    {
+                        "hint": f" (did you mean {close[0]!r}?)" if close else "",
+                        "allowed": ", ".join(sorted(allowed)) or "(none)",
+                    },
+                ),
+                "loc": (key,),
+                "input": data[key],
+            }
+        )
+    try:
+        handler({k: v for k, v in data.items() if k in allowed})
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            errors.append(
+                {
+                    "type": PydanticCustomError(err["type"], err["msg"].replace("{", "{{").replace("}", "}}")),
+                    "loc": err["loc"],
+                    "input": err.get("input"),
+                }
+            )
+    raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+class StageSpec(Section):
+    """One training stage: ``separate`` (stage 1) or ``joint`` (stage 2)."""
+
+    name: Literal["separate", "joint"] = Field(
+        description="separate: the content net learns reconstruction and the generator style, "
+        "apart; joint: both learn w_c * L_content + w_g * L_style together."
+    )
+    steps: int = Field(gt=0, description="generator steps in this stage")
+    w_c: float = Field(1.0, ge=0, description="content weight (joint stages)")
+    w_g: float = Field(1.0, ge=0, description="style weight")
+
+
+class ScheduleSpec(Section):
+    """Learning-rate schedule over the whole run (all stages)."""
+
+    name: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    decay_start: float = Field(
+        0.5, ge=0, le=1, description="linear: fraction of the run after which the rate decays"
+    )
+    final_factor: float = Field(0.0, ge=0, le=1, description="rate at the end, as a fraction")
+
+
+class LearningRates(Section):
+    generator: float = Field(2e-4, gt=0)
+    content_net: float = Field(2e-4, gt=0)
+    discriminator: float = Field(2e-4, gt=0)
+
+
+class OptimizerSpec(Section):
+    """One optimiser per network (Adam or AdamW), each with its own learning rate."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: LearningRates = Field(default_factory=LearningRates)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
+        "auto", description="auto: fused on CUDA and the CPU, foreach elsewhere"
+    )
+
+
+class EmaSpec(Section):
+    """Exponential moving average of the generator's weights (used for inference)."""
+
+    enabled: bool = True
+    decay: float = Field(0.999, gt=0, lt=1)
+    start_step: int = Field(0, ge=0)
+
+
+class CheckpointSpec(Section):
+    every: int = Field(500, gt=0, description="steps between checkpoints")
+    keep: int = Field(3, ge=1, description="how many recent checkpoints to keep")
+
+
+class TrainingSpec(Section):
+    """How the trio is trained."""
+
+    stages: list[StageSpec] = Field(
+        default_factory=lambda: [
+            StageSpec(name="separate", steps=200),
+            StageSpec(name="joint", steps=800, w_c=1.0, w_g=1.0),
+        ],
+        min_length=1,
+    )
+    balancer: Slot["balancer"] = Field({"name": "fixed"}, validate_default=True)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    batch_size: int = Field(4, gt=0)
+    image_size: int = Field(128, ge=16, description="training crop size (pixels)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on a CUDA device that supports it, else fp32"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    seed: int = 0
+    d_steps: int = Field(1, ge=1, description="discriminator steps per generator step")
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm, per network")
+    ema: EmaSpec = Field(default_factory=EmaSpec)
+    image_pool: int = Field(0, ge=0, description="size of the pool of past fakes (0: off)")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="channels-last memory format; auto: on CUDA, off on the CPU"
+    )
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        False,
+        description="torch.compile the generator, content net, discriminator and losses "
+        "(true = 'default'; 'reduce-overhead' adds CUDA graphs, best at small batches); "
+        "compiling takes minutes, so it pays on long runs",
+    )
+    cudnn_benchmark: bool = Field(True, description="let cuDNN pick the fastest kernels (CUDA)")
+    activation_checkpointing: bool = Field(
+        False, description="recompute the generator's activations in the backward pass (less memory)"
+    )
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    sample_every: int = Field(100, gt=0)
+    log_every: int = Field(1, gt=0)
+    max_nonfinite_steps: int = Field(
+        10, ge=1, description="consecutive skipped (non-finite) steps before the run stops"
+    )
+    workers: int = Field(0, ge=0, description="data loader worker processes")
+    tensorboard: bool = Field(True, description="write TensorBoard logs when tensorboard is installed")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+
+class DataSpec(Section):
+    """Unpaired content and style images: folders, files, lists of them, or ``builtin:NAME``."""
+
+    content: str | list[str] = "builtin:photos"
+    style: str | list[str] = "builtin:cartoon"
+    load_size: int | None = Field(
+        None, gt=0, description="shorter side before cropping (default: 1.125 x image_size)"
+    )
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    flip: bool = True
+    style_hue: float = Field(
+        0.0, ge=0, le=0.5,
+        description="rotate style samples' hue by up to this fraction of the colour circle",
+    )
+    cache: bool = True
+    augment_on: Literal["loader", "device"] = Field(
+        "loader",
+        description="where crops, flips and hue jitter happen: in the data loader (exactly "
+        "reproducible per sample) or on the training device (kornia; the loader only copies "
+        "uint8 squares, so it keeps up with a fast GPU)",
+    )
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_scale_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"must satisfy 0 < low <= high <= 1, got {v}")
+        return v
+
+
+class GeneratorSpec(Section):
+    """``G = decoder(neck(encoder(x)))``."""
+
+    encoder: Slot["encoder"] = Field({"name": "conv"}, validate_default=True)
+    neck: Slot["neck"] = Field({"name": "resblocks"}, validate_default=True)
+    decoder: Slot["decoder"] = Field({"name": "upsample_conv"}, validate_default=True)
+
+
+class ContentNetSpec(Section):
+    """The content-retention net: its own encoder and decoder, or the generator's encoder."""
+
+    share_encoder: bool = Field(
+        False, description="use the generator's encoder (hard parameter sharing)"
+    )
+    encoder: Slot["encoder"] | None = Field(
+        None, description="required unless share_encoder is true"
+    )
+    decoder: Slot["decoder"] | None = Field(
+        None, description="default: the same decoder spec as the generator's"
+    )
+    train: bool = Field(
+        True,
+        description="train it on reconstruction (false: a baseline without content-retention "
+        "net, e.g. CycleGAN-like; then no content loss may use it)",
+    )
+
+    @model_validator(mode="after")
+    def _encoder_xor_shared(self) -> ContentNetSpec:
+        if self.share_encoder and self.encoder is not None:
+            raise PydanticCustomError(
+                "shared_encoder_conflict",
+                "content_net.encoder must be omitted when share_encoder is true "
+                "(the content net uses the generator's encoder)",
+            )
+        if not self.share_encoder and self.encoder is None:
+            raise PydanticCustomError(
+                "missing_encoder",
+                "content_net needs an encoder, or share_encoder: true",
+            )
+        return self
+
+
+class ModelSpec(Section):
+    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    content_net: ContentNetSpec = Field(
+        default_factory=lambda: ContentNetSpec(encoder={"name": "conv"})
+    )
+    discriminator: Slot["discriminator"] = Field({"name": "patchgan"}, validate_default=True)
+
+
+class LossesSpec(Section):
+    """Content losses compare the input with its stylisation; style losses judge style."""
+
+    content: list[Slot["content_loss"]] = Field(
+        default_factory=lambda: [{"name": "l1"}], validate_default=True
+    )
+    style: list[Slot["style_loss"]] = Field(
+        default_factory=lambda: [{"name": "lsgan"}], validate_default=True, min_length=1
+    )
