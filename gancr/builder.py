@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from gancr._registry import Registry
 from gancr.components.base import FeatureInfo, check_feature_info
+from gancr.devices import eval_mode
 from gancr.errors import BuildError, GancrError
 from gancr.plugins import get_registry
 from gancr.spec import Spec, load_spec, validate_component
@@ -111,18 +112,14 @@ def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> N
     """Run a small input through ``net``: a mismatch shows here with the parts named."""
     size = _probe_size(max(f.reduction for f in info))
     x = torch.rand(1, 3, size, size + 8)
-    was_training = net.training
-    net.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(net):
             y = net(x)
     except GancrError:
         raise
     except (RuntimeError, ValueError) as exc:
         channels = ", ".join(f"{f.name or i}: {f.channels}ch/{f.reduction}x" for i, f in enumerate(info))
         raise BuildError(f"{where}: the parts do not fit together ({parts}; encoder features {channels}): {exc}") from None
-    finally:
-        net.train(was_training)
     if not isinstance(y, Tensor) or tuple(y.shape) != tuple(x.shape):
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise BuildError(f"{where}: expected an image of shape {tuple(x.shape)} from {parts}, got {shape}")
@@ -157,10 +154,8 @@ def build_content_net(spec: Spec, shared_encoder: nn.Module | None = None) -> Co
 
 def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> None:
     x = torch.rand(1, 3, size, size)
-    was_training = discriminator.training
-    discriminator.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(discriminator):
             out = discriminator(x)
     except GancrError:
         raise
@@ -169,8 +164,6 @@ def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> Non
             f"model.discriminator: {describe_component(dspec)} fails on a {size}x{size} image "
             f"(training.image_size): {exc}"
         ) from None
-    finally:
-        discriminator.train(was_training)
     for o in out if isinstance(out, (list, tuple)) else [out]:
         if not isinstance(o, Tensor) or o.numel() == 0 or o.shape[0] != 1:
             raise BuildError(f"model.discriminator: {describe_component(dspec)} gives no logits for a {size}x{size} image")

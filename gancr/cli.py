@@ -241,7 +241,7 @@ def _add_stylize(sub: Any) -> None:
 def cmd_stylize(args: argparse.Namespace) -> int:
     from gancr.inference import load_generator, stylize
     from gancr.strength import alpha_plan, check_alpha, load_alpha_reference
-    from gancr.training.parts import resolve_device
+    from gancr.devices import resolve_device
 
     alpha = check_alpha(args.alpha)
     if args.tile is None and (args.overlap is not None or args.stats_tiles is not None):

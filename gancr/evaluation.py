@@ -49,11 +49,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,23 +354,6 @@ def _resolve_models(generator_or_run: Any, content_net: Any, ema: bool, device: 
     )
 
 
-@contextlib.contextmanager
-def _eval_mode(*modules: Any) -> Iterator[None]:
-    """Switch modules to eval() for the evaluation and back to their previous mode afterwards."""
-    import torch
-    from torch import nn
-
-    saved = [(m, m.training) for m in modules if isinstance(m, nn.Module)]
-    for m, _ in saved:
-        m.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in saved:
-            m.train(mode)
-
-
 # --------------------------------------------------------------------------------------
 # set statistics, accumulated image by image
 # --------------------------------------------------------------------------------------
@@ -557,7 +539,7 @@ def evaluate(
     from gancr import metrics as M
 
     from gancr import __version__
-    from gancr.training.parts import resolve_device
+    from gancr.devices import eval_mode, resolve_device
 
     if views not in (1, 5):
         raise GancrError(f"evaluate: views must be 1 or 5, got {views!r}")
@@ -600,7 +582,7 @@ def evaluate(
     def kid_views(image: Tensor) -> Tensor | None:
         return _views(image, INCEPTION_SIZE, views) if use_inception else None
     cn = models.content_net
-    with _eval_mode(models.generator, cn):
+    with eval_mode(models.generator, cn):
         for i, name in enumerate(contents.names):
             x = _fit(contents.load(i), max_size).to(dev)
             _check_side(x, name, "content")

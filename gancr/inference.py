@@ -295,7 +295,7 @@ def stylize(
             model, measured on the first image (channels-last weights there); fp32 on the CPU.
     """
     from gancr.strength import check_alpha
-    from gancr.training.parts import resolve_device
+    from gancr.devices import resolve_device
 
     alpha = check_alpha(alpha)
     dev = resolve_device(device)

@@ -723,29 +723,24 @@ def encoder_features(
         raise ValueError(f"{fn}: encoder must be callable, got {type(encoder).__name__}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{fn}: batch_size must be a positive integer, got {batch_size!r}")
-    was_training = isinstance(encoder, torch.nn.Module) and encoder.training
-    if isinstance(encoder, torch.nn.Module):
-        encoder.eval()
+    from gancr.devices import eval_mode
+
     chunks: list[list[torch.Tensor]] = []
-    try:
-        with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                out = encoder(images[start : start + batch_size])
-                if isinstance(out, torch.Tensor):
-                    out = [out]
-                if not isinstance(out, (list, tuple)) or not all(isinstance(o, torch.Tensor) for o in out):
-                    raise ValueError(
-                        f"{fn}: encoder must return a tensor or a list of tensors, got {type(out).__name__}"
-                    )
-                if chunks and len(out) != len(chunks[0]):
-                    raise ValueError(
-                        f"{fn}: encoder returned {len(chunks[0])} layers for the first batch but "
-                        f"{len(out)} for a later one"
-                    )
-                chunks.append([o.detach() for o in out])
-    finally:
-        if was_training:
-            encoder.train()
+    with eval_mode(encoder):
+        for start in range(0, images.shape[0], batch_size):
+            out = encoder(images[start : start + batch_size])
+            if isinstance(out, torch.Tensor):
+                out = [out]
+            if not isinstance(out, (list, tuple)) or not all(isinstance(o, torch.Tensor) for o in out):
+                raise ValueError(
+                    f"{fn}: encoder must return a tensor or a list of tensors, got {type(out).__name__}"
+                )
+            if chunks and len(out) != len(chunks[0]):
+                raise ValueError(
+                    f"{fn}: encoder returned {len(chunks[0])} layers for the first batch but "
+                    f"{len(out)} for a later one"
+                )
+            chunks.append([o.detach() for o in out])
     return [torch.cat(layer, 0) for layer in zip(*chunks)]
 
 

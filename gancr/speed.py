@@ -21,8 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import contextlib
+
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from gancr._torch_compat import TorchDispatchMode, dynamo_disabled
 
 __all__ = ["bench_speed", "time_step", "count_ops", "step_flops", "find_reference", "format_table", "PEAK_BF16"]
 
@@ -83,21 +86,6 @@ def step_flops(step: Callable[[], Any]) -> int:
     with FlopCounterMode(display=False) as counter:
         step()
     return int(counter.get_total_flops())
-
-
-class _eager:
-    """Run compiled modules eagerly inside the block (for FLOP and operator counts)."""
-
-    def __enter__(self) -> None:
-        import torch._dynamo
-
-        self.previous = torch._dynamo.config.disable
-        torch._dynamo.config.disable = True
-
-    def __exit__(self, *exc: Any) -> None:
-        import torch._dynamo
-
-        torch._dynamo.config.disable = self.previous
 
 
 def find_reference(spec_path: str | Path, reference: str | Path | None = None) -> Path | None:
@@ -177,17 +165,9 @@ def _latency(generator: torch.nn.Module, device: torch.device, size: int, mode: 
         x = x.contiguous(memory_format=torch.channels_last)  # the input in the weights' layout
     if mode == "compiled":
         net = torch.compile(net)
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16" else _null()
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16" else contextlib.nullcontext()
     with ctx:
         return time_step(lambda: net(x), device, warmup=2, repeats=3, steps=2 if device.type == "cpu" else 10)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
 
 
 def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: int = 256,
@@ -196,7 +176,7 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
                 latency_modes: tuple[str, ...] | None = None,
                 reference_modes: tuple[str, ...] = ("plain", "matched")) -> dict[str, Any]:
     """Time gancr's training step and the reference's; returns a dict of figures."""
-    from gancr.training.parts import resolve_device
+    from gancr.devices import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -235,7 +215,7 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
     peak_bf16 = next((v for k, v in PEAK_BF16.items() if k in result["device_name"]), None)
     for (name, step), first, times in zip(sides, firsts, timings):
         seconds = statistics.median(times)
-        with _eager():  # count what the step computes, not what a compiled graph fuses
+        with dynamo_disabled():  # count what the step computes, not what a compiled graph fuses
             flops, ops = step_flops(step), count_ops(step)
         row = {"name": name, "seconds_per_step": seconds, "images_per_s": batch / seconds,
                "flops_per_step": flops, "tflops": flops / seconds / 1e12, "ops_per_step": ops,

@@ -26,6 +26,7 @@ overlapping tiles and blends them, so memory depends on the tile size, not the i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gancr._torch_compat import BatchNormBase, InstanceNormBase
 from gancr.errors import GancrError
 
 __all__ = [
@@ -179,7 +181,7 @@ def axis_windows(spans: tuple[tuple[int, int], ...], margin: float = 0.25) -> li
 
 def _per_sample_norm(module: nn.Module) -> bool:
     """Whether ``module`` normalises with statistics of the sample it sees (tile-dependent)."""
-    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+    if isinstance(module, InstanceNormBase):
         return module.training or not module.track_running_stats
     return isinstance(module, nn.GroupNorm)
 
@@ -411,7 +413,7 @@ def _warn_unhandled(module: nn.Module) -> None:
         for name, m in module.named_modules()
         if isinstance(m, _GLOBAL_POOLS)
         or (isinstance(m, nn.LayerNorm) and len(m.normalized_shape) >= 2)
-        or (isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training)
+        or (isinstance(m, BatchNormBase) and m.training)
     ]
     if names:
         warnings.warn(
@@ -474,7 +476,7 @@ def tiled_forward(
     if freeze_norms and any(_per_sample_norm(m) for m in module.modules()):
         calls, _ = tile_statistics(module, x, layout, align, sample=stats_tiles, device=device)
     out: Tensor | None = None
-    with calls if calls is not None else _nothing():
+    with calls if calls is not None else contextlib.nullcontext():
         for i, (top, bottom) in enumerate(layout.rows):
             for j, (left, right) in enumerate(layout.cols):
                 piece = x[:, :, top:bottom, left:right].to(device)
@@ -487,7 +489,3 @@ def tiled_forward(
     assert out is not None
     return out
 
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None

@@ -80,15 +80,16 @@ class Distributed:
         if not self.enabled:
             return
         import torch.distributed as dist
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        from gancr._torch_compat import flatten_dense_tensors, unflatten_dense_tensors
 
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
-        flat = _flatten_dense_tensors(grads)
+        flat = flatten_dense_tensors(grads)
         dist.all_reduce(flat)
         flat.div_(self.world_size)
-        for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+        for g, synced in zip(grads, unflatten_dense_tensors(flat, grads)):
             g.copy_(synced)
 
     def average(self, values: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Small training parts: optimisers, learning-rate schedules, EMA, the image pool, devices."""
+"""Small training parts: optimisers, learning-rate schedules, EMA, the image pool."""
 
 from __future__ import annotations
 
@@ -10,33 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gancr.errors import GancrError
+from gancr._torch_compat import foreach_add_, foreach_lerp_, foreach_mul_, foreach_sub
 
-__all__ = ["resolve_device", "resolve_precision", "make_optimizer", "lr_factor", "EMA", "ImagePool"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; otherwise any torch device string."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise GancrError(f"training.device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GancrError(f"training.device is {name!r} but no CUDA device is available; use auto or cpu")
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` is bf16 on a CUDA device that supports it, else fp32."""
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return "bf16"
-        return "fp32"
-    if name == "fp16" and device.type != "cuda":
-        raise GancrError("training.precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
-    return name
+__all__ = ["make_optimizer", "lr_factor", "EMA", "ImagePool"]
 
 
 def make_optimizer(spec: Any, params: Iterable[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -97,15 +73,15 @@ class EMA(nn.Module):
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in module.parameters()]
         if skip is None:
-            torch._foreach_lerp_(ema_params, params, 1.0 - d)
+            foreach_lerp_(ema_params, params, 1.0 - d)
             for eb, b in zip(self.module.buffers(), module.buffers()):
                 eb.copy_(b)
             return
         weight = (1.0 - d) * (~skip).to(ema_params[0].dtype) if ema_params else None
         if ema_params:
-            steps = torch._foreach_sub(params, ema_params)
-            torch._foreach_mul_(steps, weight)
-            torch._foreach_add_(ema_params, steps)
+            steps = foreach_sub(params, ema_params)
+            foreach_mul_(steps, weight)
+            foreach_add_(ema_params, steps)
         for eb, b in zip(self.module.buffers(), module.buffers()):
             eb.copy_(torch.where(skip, eb, b))
 

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gancr._torch_compat import fused_step_unless
 from gancr.builder import build, build_losses
-from gancr.trio import Losses, Trio
 from gancr.components.base import LossContext, StyleBatch
+from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
 from gancr.errors import CheckpointError, GancrError
 from gancr.plugins import call_hook
 from gancr.spec import Spec, StageSpec, load_spec
@@ -54,7 +55,8 @@ from gancr.training.checkpoint import (
     set_rng_state,
 )
 from gancr.training.distributed import from_environment
-from gancr.training.parts import EMA, ImagePool, lr_factor, make_optimizer, resolve_device, resolve_precision
+from gancr.training.parts import EMA, ImagePool, lr_factor, make_optimizer
+from gancr.trio import Losses, Trio
 
 __all__ = ["Trainer", "FitResult", "TrainingError"]
 
@@ -273,10 +275,7 @@ class Trainer:
         return len(self.stage_ends) - 1
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def _to_device(self, x: Tensor) -> Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -389,11 +388,7 @@ class Trainer:
                 self.scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, clip)
             if bad is not None:
-                opt.found_inf = bad.float()  # read by the fused Adam/AdamW kernels
-                try:
-                    opt.step()
-                finally:
-                    del opt.found_inf
+                fused_step_unless(opt, bad)
             else:
                 self.scaler.step(opt)
             stepped = True
@@ -731,15 +726,8 @@ class Trainer:
             self._samples = samples
         x = self._to_device(self._samples)
         gen = self.inference_generator()
-        modes = (gen.training, self.content_net.training)
-        gen.eval()
-        self.content_net.eval()
-        try:
-            with self._autocast():
-                rows = torch.stack([x, self.content_net(x).float(), gen(x).float()], dim=1)
-        finally:
-            gen.train(modes[0])
-            self.content_net.train(modes[1])
+        with eval_mode(gen, self.content_net), self._autocast():
+            rows = torch.stack([x, self.content_net(x).float(), gen(x).float()], dim=1)
         grid = make_grid(rows.flatten(0, 1).clamp(0, 1).cpu(), nrow=3, padding=2, pad_value=1.0)
         return save_image(grid, self.out_dir / "samples" / f"step_{self.step:07d}.png")
 
