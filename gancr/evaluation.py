@@ -806,7 +806,7 @@ def metric_docs_markdown() -> str:
 
 def write_json(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write a result as JSON (atomically; strict JSON: no NaN or infinity)."""
-    from gancr.training.checkpoint import atomic_write_text
+    from gancr.runs import atomic_write_text
 
     return atomic_write_text(Path(path), json.dumps(result, indent=2, allow_nan=False) + "\n")
 

@@ -243,7 +243,7 @@ def export_safetensors(generator: nn.Module, out: str | os.PathLike[str], *, che
 
     Only the chosen weights are kept (EMA or not); no content net, no discriminator.
     """
-    from gancr.training.checkpoint import save_generator
+    from gancr.runs import save_generator
 
     spec = getattr(generator, "spec", None)
     if spec is None:

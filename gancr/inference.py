@@ -16,51 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from gancr.errors import CheckpointError, GancrError
+from gancr.runs import read_run, resolve_weights_path
 
 __all__ = ["fastest_precision", "load_generator", "load_content_net", "resolve_weights_path", "stylize",
            "stylize_tensor"]
 
 
-def resolve_weights_path(path: str | os.PathLike[str]) -> Path:
-    """A run directory, ``generator.safetensors`` or a checkpoint ``.pt`` -> the file to read.
-
-    A run directory gives its ``generator.safetensors`` when training finished, else its
-    newest complete checkpoint.
-    """
-    from gancr.training.checkpoint import latest_checkpoint
-
-    p = Path(path)
-    if p.is_dir():
-        if (p / "generator.safetensors").is_file():
-            return p / "generator.safetensors"
-        ckpt = latest_checkpoint(p / "checkpoints")
-        if ckpt is None:
-            raise CheckpointError(f"{p} holds neither generator.safetensors nor a checkpoint in checkpoints/")
-        return ckpt
-    if not p.is_file():
-        raise CheckpointError(f"no run directory, generator file or checkpoint at {p}")
-    return p
-
-
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor] | None, dict[str, Tensor]]:
     """(spec, generator state, EMA state or None, content-net state) from a weights file."""
-    from gancr.training.checkpoint import load_checkpoint, read_generator_file
-
-    if path.suffix == ".safetensors":
-        tensors, meta = read_generator_file(path)
-
-        def strip(prefix: str) -> dict[str, Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        ema = strip("ema/")
-        return meta["spec"], strip("generator/"), ema or None, strip("content_net/")
-    state = load_checkpoint(path)
-    models = state["models"]
-    gen = {k[len("generator."):]: v for k, v in models.items() if k.startswith("generator.")}
-    content = {k[len("content_net."):]: v for k, v in models.items() if k.startswith("content_net.")}
-    if "spec" not in state:
-        raise CheckpointError(f"{path} has no spec: it was not written by gancr's trainer")
-    return state["spec"], gen, state.get("ema") or None, content
+    run = read_run(path)
+    return run.spec, run.generator, run.ema, run.content_net
 
 
 def _inference_spec(spec_data: dict[str, Any]) -> Any:

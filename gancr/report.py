@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gancr.errors import GancrError
+from gancr.runs import atomic_write_text
 
 __all__ = ["write_report", "read_metrics", "ReportError"]
 
@@ -419,10 +420,7 @@ discriminator's loss. Bottom: every logged term. Long runs show the raw values f
 <details><summary>spec.yaml</summary><pre>{html.escape(spec_text or "(no spec.yaml)")}</pre></details>
 </body></html>
 """
-    tmp = html_path.with_name(f".{html_path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, html_path)
-    return html_path
+    return atomic_write_text(html_path, page)
 
 
 # --------------------------------------------------------------------------------------

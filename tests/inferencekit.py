@@ -19,7 +19,7 @@ from PIL import Image
 
 import gancr
 from gancr.cli import main
-from gancr.training.checkpoint import save_generator
+from gancr.runs import save_generator
 
 #: A tiny generator (reduction 4, instance norm, U-Net skips) and a content net of its own.
 TINY_IN_MODEL: dict[str, Any] = {

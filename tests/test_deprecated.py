@@ -20,6 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 #: old module -> (new module, names it re-exports)
 MODULE_SHIMS: dict[str, tuple[str, tuple[str, ...]]] = {}
 
+#: (old module, name) -> (new module, name): names that moved out of a module that stays
+ATTRIBUTE_SHIMS: dict[tuple[str, str], tuple[str, str]] = {
+    **{("gancr.training.checkpoint", n): ("gancr.runs", n) for n in (
+        "atomic_write", "atomic_write_text", "checkpoint_path", "save_checkpoint", "load_checkpoint",
+        "list_checkpoints", "latest_checkpoint", "load_latest_checkpoint", "prune_checkpoints",
+        "save_generator", "read_generator_file", "CHECKPOINT_VERSION")},
+    ("gancr.training.parts", "resolve_device"): ("gancr.devices", "resolve_device"),
+    ("gancr.training.parts", "resolve_precision"): ("gancr.devices", "resolve_precision"),
+}
+
 
 def _fresh_import(name: str):
     """Import ``name`` anew, so that its module-level warning is raised again."""
@@ -58,6 +68,15 @@ def test_moved_module_warns_and_reexports(old):
         assert getattr(module, name) is getattr(target, name), f"{old}.{name}"
 
 
+@pytest.mark.parametrize("old,name", sorted(ATTRIBUTE_SHIMS))
+def test_moved_name_warns_and_is_the_new_object(old, name):
+    new, new_name = ATTRIBUTE_SHIMS[(old, name)]
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=re.escape(f"{old}.{name}")):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(new), new_name)
+
+
 def _project_files() -> list[Path]:
     files = []
     for folder in ("gancr", "tests", "docs", "examples", "plugins", "benchmarks"):
@@ -73,11 +92,20 @@ def test_nothing_in_the_project_uses_an_old_path():
     )
     shims = {ROOT / (m.replace(".", "/") + ".py") for m in old_modules}
     old_names = re.compile(r"\bsummarize_spec\b")
+    moved = {}
+    for old, name in ATTRIBUTE_SHIMS:
+        moved.setdefault(old, []).append(name)
+    attribute_patterns = [
+        re.compile(r"(from\s+%s\s+import\s+[^#]*\b(%s)\b|%s\.(%s)\b)"
+                   % (re.escape(old), "|".join(names), re.escape(old), "|".join(names)))
+        for old, names in moved.items()
+    ]
     found = []
     for path in _project_files():
         if path in shims or path == Path(__file__).resolve():
             continue
         for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if pattern.search(line) or (old_names.search(line) and path.parts[-2:] != ("gancr", "cli.py")):
+            if (pattern.search(line) or (old_names.search(line) and path.parts[-2:] != ("gancr", "cli.py"))
+                    or any(p.search(line) for p in attribute_patterns)):
                 found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert not found, "old import paths in use:\n" + "\n".join(found)

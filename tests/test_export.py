@@ -15,7 +15,7 @@ import gancr
 from gancr.errors import CheckpointError, GancrError
 from gancr.export import ExportableGenerator, _read_metadata, export_generator
 from gancr.inference import load_content_net, load_generator
-from gancr.training.checkpoint import read_generator_file
+from gancr.runs import read_generator_file
 from inferencekit import run_cli, smooth_image, tiny_spec, write_run
 
 SIZES = [(1, 45, 77), (2, 100, 61)]

@@ -26,7 +26,7 @@ from gancr.data import DataError, DataWarning
 from gancr.errors import GancrError
 from gancr.registry import ComponentParams
 from gancr.training import Trainer, TrainingError
-from gancr.training.checkpoint import list_checkpoints, load_checkpoint
+from gancr.runs import list_checkpoints, load_checkpoint
 
 from trainkit import (
     assert_same_tensors,
@@ -558,7 +558,7 @@ def test_run_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from gancr.training.checkpoint import atomic_write_text
+    from gancr.runs import atomic_write_text
 
     umask = os.umask(0o022)
     try:

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from gancr.training import Trainer
-from gancr.training.checkpoint import list_checkpoints, load_checkpoint
+from gancr.runs import list_checkpoints, load_checkpoint
 
 from trainkit import (
     assert_same_tensors,

@@ -159,7 +159,7 @@ def read_metrics(run: Path) -> list[dict[str, float]]:
 
 
 def generator_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from gancr.training.checkpoint import read_generator_file
+    from gancr.runs import read_generator_file
 
     return read_generator_file(path)[0]
 

@@ -124,3 +124,18 @@ class ImagePool:
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         images = state.get("images")
         self.images = [] if images is None or images.numel() == 0 else [i.unsqueeze(0).to(device) for i in images]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("resolve_device", "resolve_precision"):
+        import warnings
+
+        from gancr import devices
+
+        warnings.warn(
+            f"gancr.training.parts.{name} moved to gancr.devices.{name}; the old name goes away in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(devices, name)
+    raise AttributeError(f"module 'gancr.training.parts' has no attribute {name!r}")

@@ -42,18 +42,17 @@ from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
 from gancr.errors import CheckpointError, GancrError
 from gancr.plugins import call_hook
 from gancr.spec import Spec, StageSpec, load_spec
-from gancr.training.checkpoint import (
+from gancr.runs import (
     atomic_write_text,
     checkpoint_path,
-    get_rng_state,
     latest_checkpoint,
     list_checkpoints,
     load_latest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
     save_generator,
-    set_rng_state,
 )
+from gancr.training.checkpoint import get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
 from gancr.training.parts import EMA, ImagePool, lr_factor, make_optimizer
 from gancr.trio import Losses, Trio
