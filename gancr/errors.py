@@ -10,6 +10,7 @@ __all__ = [
     "SpecError",
     "BuildError",
     "CheckpointError",
+    "DataError",
 ]
 
 
@@ -54,3 +55,7 @@ class BuildError(GancrError, ValueError):
 
 class CheckpointError(GancrError):
     """A checkpoint that cannot be loaded safely (missing, corrupt, or holding code)."""
+
+
+class DataError(GancrError, ValueError):
+    """A user-facing data problem: a missing folder, no images, an unreadable file."""

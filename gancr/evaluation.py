@@ -193,10 +193,10 @@ def _image_set(images: ImageSet, what: str) -> _Images:
     ):
         items = [_check_tensor_image(t, f"{what}[{i}]") for i, t in enumerate(images)]
         return _Images([f"{i:04d}" for i in range(len(items))], items, f"{len(items)} tensors")
-    from gancr.data import _source_label, resolve_source
+    from gancr.data import resolve_source, source_label
 
     paths = resolve_source(images)
-    return _Images([p.stem for p in paths], list(paths), f"{_source_label(images)} ({len(paths)} images)")
+    return _Images([p.stem for p in paths], list(paths), f"{source_label(images)} ({len(paths)} images)")
 
 
 def _fit(image: Tensor, max_size: int | None) -> Tensor:

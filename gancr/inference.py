@@ -200,7 +200,7 @@ def fastest_precision(generator: nn.Module, image: Tensor, candidates: Sequence[
 
 def _inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
     """(file, relative output path) for each image in the given files and folders."""
-    from gancr.data import _is_image_name, resolve_source
+    from gancr.data import is_image_name, resolve_source
 
     pairs: list[tuple[Path, Path]] = []
     for item in inputs:
@@ -210,7 +210,7 @@ def _inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]
                 # resolve_source gives absolute paths with links kept (os.path.abspath)
                 pairs.append((f, f.relative_to(os.path.abspath(p)).with_suffix(".png")))
         elif p.is_file():
-            if not _is_image_name(p.name):
+            if not is_image_name(p.name):
                 raise GancrError(f"stylize: {p} is not an image file (jpg, png, webp, bmp, tiff)")
             pairs.append((p, Path(p.stem + ".png")))
         else:

@@ -1,0 +1,56 @@
+"""Unpaired image data for training, and built-in demo data that needs no download.
+
+A *source* is what :func:`resolve_source` takes: a folder (searched recursively), a single
+image file, a list of those, or a built-in source ``builtin:NAME``. :class:`UnpairedImages`
+draws a content image and a style image for every sample number; each sample is a pure
+function of ``(seed, k)``, so training resumes at any step with bit-identical data.
+
+Built-in sources
+----------------
+Made from the colour photographs bundled inside scikit-image (``skimage/data/``, read by path;
+nothing is ever downloaded), split so that no photograph, and no near-duplicate of one, is in
+two sets:
+
+================================  ==============================================================
+``builtin:photos``                astronaut, coffee, hubble_deep_field, retina (content domain)
+``builtin:cartoon``               :func:`cartoonize` of motorcycle_left, motorcycle_right, ihc
+                                  (style domain; the stereo pair stays in one set)
+``builtin:holdout``               chelsea, rocket (kept out of both, for evaluation)
+``builtin:holdout_cartoon``       :func:`cartoonize` of exactly the ``builtin:holdout`` images,
+                                  same order and file stems (the known target of a benchmark)
+================================  ==============================================================
+
+Every built-in image is first resized (antialiased) so that its shorter side is at most
+512 pixels and rounded to 8 bits, then written as PNG under ``$GANCR_CACHE_DIR`` (default
+``~/.cache/gancr``) in a folder whose name carries a version tag of the split and of the
+cartoon algorithm, so changing either rebuilds the files. Hence
+``cartoonize(load_image(holdout))`` equals ``load_image(holdout_cartoon)`` up to 8-bit rounding.
+"""
+
+from gancr.data.builtin import BUILTIN_PREFIX, BUILTIN_SOURCES, builtin_cache_dir, builtin_source_names
+from gancr.data.cartoon import Cartoonize, cartoonize
+from gancr.data.dataset import DataWarning, DeviceAugment, UnpairedImages
+from gancr.data.images import load_alpha, load_image, save_image
+from gancr.data.sources import IMAGE_EXTENSIONS, describe_source, is_image_name, resolve_source, source_label
+from gancr.errors import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "BUILTIN_PREFIX",
+    "BUILTIN_SOURCES",
+    "DataError",
+    "DataWarning",
+    "load_image",
+    "load_alpha",
+    "save_image",
+    "resolve_source",
+    "describe_source",
+    "source_label",
+    "is_image_name",
+    "builtin_source_names",
+    "builtin_cache_dir",
+    "cartoonize",
+    "Cartoonize",
+    "UnpairedImages",
+    "DeviceAugment",
+]

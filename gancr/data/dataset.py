@@ -1,0 +1,275 @@
+"""The unpaired dataset: a content and a style image per sample number, a pure function of ``(seed, k)``."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import operator
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from gancr.data.images import decode_image, resize_image
+from gancr.data.sources import Source, count_images, resolve_source, source_label
+from gancr.errors import DataError
+
+__all__ = ["DataWarning", "UnpairedImages", "DeviceAugment"]
+
+
+class DataWarning(UserWarning):
+    """An image that was skipped (unreadable), and how many were skipped in a source."""
+
+
+def _load_resized(path: Path, load_size: int) -> Tensor:
+    """uint8 (3, h, w) with the shorter side equal to ``load_size`` (antialiased bilinear)."""
+    x = decode_image(path, min_side=load_size)
+    h, w = x.shape[-2:]
+    if min(h, w) != load_size:
+        x = resize_image(x, load_size / min(h, w))
+    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def _generator(seed: int, k: int, domain: str) -> torch.Generator:
+    digest = hashlib.blake2b(f"gancr.data:{seed}:{k}:{domain}".encode(), digest_size=8).digest()
+    g = torch.Generator()
+    g.manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return g
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
+
+
+def _randint(g: torch.Generator, n: int) -> int:
+    return int(torch.randint(n, (), generator=g))
+
+
+def _crop_params(
+    h: int, w: int, scale: tuple[float, float], g: torch.Generator
+) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random resized crop (torchvision's rule)."""
+    area = h * w
+    log_ratio = (math.log(3 / 4), math.log(4 / 3))
+    for _ in range(10):
+        target = area * _uniform(g, *scale)
+        ratio = math.exp(_uniform(g, *log_ratio))
+        cw = int(round(math.sqrt(target * ratio)))
+        ch = int(round(math.sqrt(target / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return _randint(g, h - ch + 1), _randint(g, w - cw + 1), ch, cw
+    # fallback: the largest centred crop with the ratio clamped to (3/4, 4/3)
+    r = w / h
+    if r < 3 / 4:
+        cw, ch = w, int(round(w / (3 / 4)))
+    elif r > 4 / 3:
+        ch, cw = h, int(round(h * (4 / 3)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"UnpairedImages: {name} must be a positive int, got {value!r}")
+    return value
+
+
+class DeviceAugment(torch.nn.Module):
+    """Random resized crop, flip and (style) hue rotation of uint8 batches, on their device.
+
+    The counterpart of ``UnpairedImages(augment=False)``: the loader only decodes and
+    copies uint8 squares (a quarter of the bytes of float32), and the augmentation runs
+    where the training step runs, so the loader does not starve a fast device. Uses
+    torch's global random generator (which checkpoints save and restore).
+
+    Args:
+        image_size: side of the output crops.
+        crop_scale: range of the crop's area, as a fraction of the square.
+        flip: flip horizontally with probability 0.5.
+        hue: rotate the hue by up to this fraction of the colour circle (0 to 0.5).
+
+    Shape:
+        ``(B, 3, L, L)`` uint8 -> ``(B, 3, S, S)`` float32 in [0, 1].
+    """
+
+    def __init__(self, image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0), flip: bool = True,
+                 hue: float = 0.0):
+        super().__init__()
+        import kornia.augmentation as K
+
+        ops: list[torch.nn.Module] = [
+            K.RandomResizedCrop((image_size, image_size), scale=tuple(crop_scale), ratio=(3 / 4, 4 / 3))
+        ]
+        if flip:
+            ops.append(K.RandomHorizontalFlip(p=0.5))
+        if hue > 0:
+            ops.append(K.ColorJiggle(hue=(-hue, hue), p=1.0))
+        self.ops = torch.nn.Sequential(*ops)
+
+    def forward(self, batch: Tensor) -> Tensor:
+        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        return self.ops(x).clamp_(0.0, 1.0)
+
+
+class UnpairedImages(torch.utils.data.Dataset):
+    """Unpaired content and style images, each sample a pure function of ``(seed, k)``.
+
+    For sample ``k``, each domain independently draws an image, a random resized crop (area
+    fraction in ``crop_scale``, aspect ratio in (3/4, 4/3)) and a horizontal flip (p=0.5)
+    from a ``torch.Generator`` seeded from ``(seed, k, domain)``. Images are first resized so
+    that their shorter side is ``load_size`` (smaller ones are scaled up) and rounded to
+    8 bits, whether cached or not, so ``cache`` never changes the data.
+
+    Args:
+        content: a source of content images (anything :func:`resolve_source` takes).
+        style: a source of style images.
+        image_size: side ``S`` of the square crops.
+        load_size: shorter side after loading; default ``round(1.125 * image_size)``.
+        crop_scale: range of the crop's area as a fraction of the loaded image.
+        flip: flip horizontally with probability 0.5.
+        style_hue: rotate the hue of style samples by a uniform fraction of the colour
+            circle in ``[-style_hue, style_hue]`` (0 to 0.5), so a discriminator judges a
+            small style set by its look (flat areas, outlines, strokes) rather than its colours.
+        augment: crop, flip and jitter here (the default). ``False`` returns the centred
+            ``load_size`` square of the drawn image as uint8, for :class:`DeviceAugment` to
+            crop, flip and jitter on the training device.
+        seed: the data seed.
+        cache: keep the decoded, resized images in memory (uint8).
+
+    Every file is decoded once when the dataset is made; an unreadable one gives a
+    :class:`DataWarning` naming it, then one summary warning per source, and is left out.
+
+    ``len(dataset)`` is the number of content images (a nominal epoch), but any ``k >= 0``
+    is valid: a trainer indexes by global sample number ``step * batch + i``.
+
+    Returns (``dataset[k]``):
+        ``{"content": (3, S, S), "style": (3, S, S)}``, float32 in [0, 1].
+    """
+
+    def __init__(
+        self,
+        content: Source,
+        style: Source,
+        *,
+        image_size: int,
+        load_size: int | None = None,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+        flip: bool = True,
+        style_hue: float = 0.0,
+        augment: bool = True,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        self.image_size = _positive_int(image_size, "image_size")
+        if load_size is None:
+            self.load_size = max(1, round(image_size * 1.125))
+        else:
+            self.load_size = _positive_int(load_size, "load_size")
+        try:
+            lo, hi = (float(v) for v in crop_scale)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"UnpairedImages: crop_scale must be two numbers, got {crop_scale!r}"
+            ) from None
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(
+                f"UnpairedImages: crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale!r}"
+            )
+        self.crop_scale = (lo, hi)
+        self.flip = bool(flip)
+        if not 0.0 <= float(style_hue) <= 0.5:
+            raise ValueError(f"UnpairedImages: style_hue must be in [0, 0.5], got {style_hue!r}")
+        self.style_hue = float(style_hue)
+        self.augment = bool(augment)
+        self.seed = operator.index(seed)
+        self.cache = bool(cache)
+
+        self.content_source = source_label(content)
+        self.style_source = source_label(style)
+        self.content_paths, self._content_cache = self._validate(content, self.content_source)
+        self.style_paths, self._style_cache = self._validate(style, self.style_source)
+
+    def _validate(self, source: Source, label: str) -> tuple[list[Path], list[Tensor] | None]:
+        paths = resolve_source(source)
+
+        def attempt(p: Path) -> Tensor | DataError:
+            try:
+                return _load_resized(p, self.load_size)
+            except DataError as e:
+                return e
+
+        workers = max(1, min(8, os.cpu_count() or 1, len(paths)))
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                results = list(pool.map(attempt, paths))
+        else:
+            results = [attempt(p) for p in paths]
+
+        good: list[Path] = []
+        images: list[Tensor] = []
+        bad = 0
+        for p, r in zip(paths, results):
+            if isinstance(r, DataError):
+                bad += 1
+                warnings.warn(f"skipping unreadable image: {r}", DataWarning, stacklevel=3)
+            else:
+                good.append(p)
+                if self.cache:
+                    images.append(r)
+        if bad:
+            message = f"skipped {bad} unreadable image(s) in {label}"
+            warnings.warn(message, DataWarning, stacklevel=3)
+        if not good:
+            raise DataError(f"no usable images in {label}: all {count_images(len(paths))} are unreadable")
+        return good, (images if self.cache else None)
+
+    def __len__(self) -> int:
+        return len(self.content_paths)
+
+    def _sample(self, k: int, domain: str, paths: list[Path], cache: list[Tensor] | None) -> Tensor:
+        g = _generator(self.seed, k, domain)
+        index = _randint(g, len(paths))
+        image = cache[index] if cache is not None else _load_resized(paths[index], self.load_size)
+        h, w = image.shape[-2:]
+        if not self.augment:  # the centred square; DeviceAugment does the rest
+            side = min(h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            return image[:, top : top + side, left : left + side].contiguous()
+        top, left, ch, cw = _crop_params(h, w, self.crop_scale, g)
+        flip = float(torch.rand((), generator=g)) < 0.5  # drawn even without flip
+        crop = image[:, top : top + ch, left : left + cw].to(torch.float32) / 255.0
+        out = resize_image(crop, size=(self.image_size, self.image_size))
+        if self.flip and flip:
+            out = out.flip(-1)
+        if domain == "style" and self.style_hue > 0:
+            from kornia.enhance import adjust_hue
+
+            shift = _uniform(g, -self.style_hue, self.style_hue) * 2 * math.pi
+            out = adjust_hue(out[None], shift)[0]
+        return out.clamp(0.0, 1.0).contiguous()
+
+    def __getitem__(self, k: int) -> dict[str, Tensor]:
+        try:
+            k = operator.index(k)
+        except TypeError:
+            raise TypeError(
+                f"UnpairedImages: sample number must be an int, got {type(k).__name__}"
+            ) from None
+        if k < 0:
+            raise IndexError(f"UnpairedImages: sample number must be >= 0, got {k}")
+        return {
+            "content": self._sample(k, "content", self.content_paths, self._content_cache),
+            "style": self._sample(k, "style", self.style_paths, self._style_cache),
+        }
+
+    def __repr__(self) -> str:
+        n_content, n_style = count_images(len(self.content_paths)), count_images(len(self.style_paths))
+        return (
+            f"{type(self).__name__}(content={self.content_source!r} ({n_content}), "
+            f"style={self.style_source!r} ({n_style}), "
+            f"image_size={self.image_size}, load_size={self.load_size}, seed={self.seed})"
+        )
