@@ -116,7 +116,7 @@ def train_tiny_run(out: Path) -> Path:
 
 def build(png: Path, run: Path | None = None, *, height: int = 1600) -> dict[str, float]:
     """Write the report of ``run`` (a tiny trained run when None), screenshot it to ``png``, check it."""
-    from gancr.report import write_report
+    from gancr.evaluation.report import write_report
 
     with tempfile.TemporaryDirectory(prefix="gancr-report-") as tmp:
         run_dir = run if run is not None else train_tiny_run(Path(tmp) / "run")

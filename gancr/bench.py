@@ -412,7 +412,7 @@ def quality_markdown(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _add_quality_arguments(p: argparse.ArgumentParser) -> None:
+def add_quality_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", dest="specs", nargs="+", default=list(DEFAULT_SPECS), metavar="SPEC",
                    help="specs to compare, gancr's first (default: %(default)s)")
     p.add_argument("--steps", type=int, metavar="N", default=DEFAULT_STEPS, help="training steps of every spec (default: %(default)s)")
@@ -431,7 +431,7 @@ def _add_quality_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show training progress bars")
 
 
-def _run_quality(args: argparse.Namespace) -> int:
+def run_quality(args: argparse.Namespace) -> int:
     from gancr.evaluation import parse_encoder, write_json
 
     import shlex
@@ -477,7 +477,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="also write the figures to this file")
 
 
-def _run_speed(args: argparse.Namespace) -> int:
+def run_speed(args: argparse.Namespace) -> int:
     from gancr.speed import run
 
     return run(args)
@@ -486,24 +486,7 @@ def _run_speed(args: argparse.Namespace) -> int:
 #: The benchmarks of ``gancr bench``: (name, help, add_arguments(parser), run(args) -> exit status).
 BENCHMARKS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
     ("quality", "known-target quality: train gancr's spec and a baseline, score G(x) against true cartoons",
-     _add_quality_arguments, _run_quality),
+     add_quality_arguments, run_quality),
     ("speed", "training-step speed against a hand-written PyTorch reference, and inference latency",
-     add_speed_arguments, _run_speed),
+     add_speed_arguments, run_speed),
 ]
-
-
-def _add_bench(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(name for name, *_ in BENCHMARKS),
-                       description="Benchmarks. Run `gancr bench BENCHMARK --help` for each one's options.")
-    bench_sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    for name, help_text, add_arguments, _ in BENCHMARKS:
-        add_arguments(bench_sub.add_parser(name, help=help_text, description=help_text))
-    p.set_defaults(_bench_parser=p)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    runs = {name: run for name, _, _, run in BENCHMARKS}
-    if not getattr(args, "benchmark", None):
-        args._bench_parser.print_help()
-        return 2
-    return runs[args.benchmark](args)

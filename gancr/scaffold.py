@@ -9,11 +9,9 @@ README. ``pip install -e gancr-NAME`` makes the component appear in ``gancr comp
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from string import Template
-from typing import Any
 
 from gancr.errors import GancrError
 
@@ -264,28 +262,3 @@ def new_plugin(name: str, out: str | Path = ".", *, force: bool = False) -> Path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.substitute(values), encoding="utf-8")
     return target
-
-
-# ----------------------------------------------------------------------------------------
-# the command (registered in gancr.cli.COMMANDS)
-# ----------------------------------------------------------------------------------------
-
-
-def _add_new_plugin(sub: Any) -> None:
-    p = sub.add_parser("new-plugin", help="write a working plugin package to start from")
-    p.add_argument("name", help="the plugin's name, e.g. 'blur' (the package is gancr-blur)")
-    p.add_argument("--out", default=".", help="the folder to write gancr-NAME/ into (default: .)")
-    p.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
-
-
-def cmd_new_plugin(args: argparse.Namespace) -> int:
-    target = new_plugin(args.name, args.out, force=args.force)
-    names = PluginNames(args.name)
-    print(f"wrote the gancr plugin {names.entry_point!r} (content loss {names.component!r}) to {target}/:")
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        print(f"  {path.relative_to(target)}")
-    print("next:")
-    print(f"  pip install -e {target}")
-    print(f"  gancr components content_loss    # lists {names.component}, plugin {names.entry_point} ({names.distribution} 0.1.0)")
-    print(f"  pytest {target / 'tests'}")
-    return 0

@@ -25,6 +25,17 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def test_help_imports_neither_torch_nor_pydantic():
+    """``gancr --help`` builds every command's parser; the command modules import the heavy parts
+    only when they run."""
+    code = (
+        "import sys\nfrom gancr.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('loaded:', *(m for m in ('torch', 'pydantic', 'numpy', 'yaml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "loaded:"
+
+
 @pytest.fixture
 def spec_file(tmp_path) -> Path:
     path = tmp_path / "small.yaml"

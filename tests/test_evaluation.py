@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import gancr.evaluation.stats
 from gancr import metrics as M
 from gancr.cli import main
 from gancr.data import save_image
 from gancr.errors import GancrError
-from gancr.evaluation import METRICS, _SetStats, evaluate, format_table, parse_encoder
+from gancr.evaluation import METRICS, evaluate, format_table, parse_encoder
+from gancr.evaluation.stats import SetStats
 from trainkit import TINY_MODEL
 
 #: A run small enough to train inside a test (a few seconds on one core).
@@ -122,15 +124,13 @@ def test_accumulated_gram_distance_equals_the_metric():
     torch.manual_seed(0)
     enc = torch.nn.Conv2d(3, 4, 3).double()
     a, b = scene(3, 24, 24).double(), scene(2, 24, 24, seed=3).double()
-    sa, sb = _SetStats(), _SetStats()
+    sa, sb = SetStats(), SetStats()
     for img in a:
         sa.add(img[None], enc)
     for img in b:
         sb.add(img[None], enc)
-    from gancr.evaluation import _gram_distance
-
     expected = M.gram_distance(M.encoder_features(enc, a), M.encoder_features(enc, b))
-    assert _gram_distance(sa, sb) == pytest.approx(expected, rel=1e-9)
+    assert sa.gram_distance(sb) == pytest.approx(expected, rel=1e-9)
 
 
 def test_features_are_described_and_random_weights_are_repeatable():
@@ -155,7 +155,7 @@ def test_kid_and_fid_use_inception_when_its_weights_are_present(monkeypatch, tmp
         calls.append(images.shape[0])
         return M.pooled([images]), {"features": "inception_v3/pool", "pretrained": True, "weights": str(weights)}
 
-    monkeypatch.setattr(M, "inception_features", fake_inception)
+    monkeypatch.setattr(gancr.evaluation.stats, "inception_features", fake_inception)  # where evaluate looks it up
     x, s = scene(2, 32, 32), scene(3, 32, 32, seed=5)
     result = evaluate(Invert(), x, s, inception_weights=weights, **FAST)
     kid = result["features"]["kid_fid"]

@@ -16,7 +16,7 @@ import yaml
 from gancr.cli import main
 from gancr.data import save_image
 from gancr.evaluation import evaluate, write_json
-from gancr.report import MAX_SAMPLES, ReportError, write_report
+from gancr.evaluation.report import MAX_SAMPLES, ReportError, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 

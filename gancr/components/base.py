@@ -30,6 +30,8 @@ __all__ = [
     "warn_untrained",
     "freeze",
     "Frozen",
+    "frozen_encoder",
+    "KeepsEncoderFrozen",
 ]
 
 
@@ -135,7 +137,7 @@ def freeze(module: nn.Module) -> nn.Module:
 _warned_untrained: set[str] = set()
 
 
-def warn_untrained(encoder: nn.Module, who: str) -> None:
+def warn_untrained(encoder: nn.Module, who: str, stacklevel: int = 3) -> None:
     """Warn once per component when a loss compares features of an untrained encoder."""
     if getattr(encoder, "pretrained", False) or who in _warned_untrained:
         return
@@ -144,8 +146,43 @@ def warn_untrained(encoder: nn.Module, who: str) -> None:
         f"{who} uses a randomly initialised encoder: its features are untrained, so the "
         "loss measures random projections. Set pretrained: true (online) or weights: <file>.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
+
+
+def frozen_encoder(encoder: nn.Module, layers: Sequence[str] | None, who: str) -> tuple[nn.Module, list[int]]:
+    """A loss's fixed feature extractor: ``encoder`` frozen (no gradients, eval mode), and the
+    indices of the features named ``layers`` (every feature when None).
+
+    Warns once (naming ``who``) when the encoder's weights are random; see :func:`warn_untrained`.
+
+    Raises:
+        ValueError: a layer that is not among the encoder's features.
+    """
+    encoder = freeze(encoder)
+    encoder.eval()
+    names = [f.name for f in encoder.feature_info]
+    if layers is None:
+        indices = list(range(len(names)))
+    else:
+        unknown = [n for n in layers if n not in names]
+        if unknown:
+            raise ValueError(f"layers {unknown} are not among the encoder's features {names}")
+        indices = [names.index(n) for n in layers]
+    warn_untrained(encoder, who, stacklevel=4)
+    return encoder, indices
+
+
+class KeepsEncoderFrozen(nn.Module):
+    """Mix-in for a loss with a :func:`frozen_encoder` as ``self.encoder``: the encoder stays
+    in eval mode whatever mode the loss is put in."""
+
+    encoder: nn.Module
+
+    def train(self, mode: bool = True) -> KeepsEncoderFrozen:
+        super().train(mode)
+        self.encoder.eval()
+        return self
 
 
 # ----------------------------------------------------------------------------------------

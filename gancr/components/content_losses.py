@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from gancr.components.base import ContentLoss, LossContext, freeze, warn_untrained
+from gancr.components.base import ContentLoss, KeepsEncoderFrozen, LossContext, frozen_encoder
 from gancr.errors import GancrError
+from gancr.metrics.content import gray, sobel_magnitude, ssim_loss
 from gancr.registry import ComponentParams, Registry
 from gancr.spec import Slot
 
@@ -60,30 +61,16 @@ class PerceptualParams(ComponentParams):
     distance: Distance = "l1"
 
 
-class PerceptualLoss(ContentLoss):
+class PerceptualLoss(KeepsEncoderFrozen, ContentLoss):
     """Feature distance through a frozen encoder: ``mean_l d(E_l(x), E_l(y))`` (Johnson et al. 2016)."""
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None, distance: str = "l1"):
         super().__init__()
         from gancr.builder import build_component
 
-        self.encoder = freeze(build_component("encoder", encoder or {"name": "vgg19", "layer": "relu3_1"}))
-        self.encoder.eval()
-        names = [f.name for f in self.encoder.feature_info]
-        if layers is None:
-            self.indices = list(range(len(names)))
-        else:
-            unknown = [n for n in layers if n not in names]
-            if unknown:
-                raise ValueError(f"layers {unknown} are not among the encoder's features {names}")
-            self.indices = [names.index(n) for n in layers]
+        built = build_component("encoder", encoder or {"name": "vgg19", "layer": "relu3_1"})
+        self.encoder, self.indices = frozen_encoder(built, layers, "content loss 'perceptual'")
         self.distance = distance
-        warn_untrained(self.encoder, "content loss 'perceptual'")
-
-    def train(self, mode: bool = True) -> PerceptualLoss:
-        super().train(mode)
-        self.encoder.eval()
-        return self
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
         context = context or LossContext()
@@ -107,8 +94,6 @@ class SSIMLoss(ContentLoss):
         self.window_size = window_size
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
-        from kornia.losses import ssim_loss
-
         return ssim_loss(y, x, self.window_size)
 
 
@@ -118,12 +103,6 @@ class EdgeParams(ComponentParams):
     )
     low_threshold: float = Field(0.1, gt=0, lt=1, description="canny")
     high_threshold: float = Field(0.2, gt=0, lt=1, description="canny")
-
-
-def _gray(img: Tensor) -> Tensor:
-    from kornia.color import rgb_to_grayscale
-
-    return rgb_to_grayscale(img)
 
 
 class EdgeLoss(ContentLoss):
@@ -136,14 +115,14 @@ class EdgeLoss(ContentLoss):
         self.mode, self.low, self.high = mode, low_threshold, high_threshold
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
-        from kornia.filters import canny, sobel
+        from kornia.filters import canny
 
-        mag_x = sobel(_gray(x))
-        mag_y = sobel(_gray(y))
+        mag_x = sobel_magnitude(x)
+        mag_y = sobel_magnitude(y)
         if self.mode == "sobel":
             return F.l1_loss(mag_y, mag_x)
         with torch.no_grad():
-            _, edges = canny(_gray(x).float(), self.low, self.high)
+            _, edges = canny(gray(x).float(), self.low, self.high)
         # the input's Canny edges must stay edges in y: compare magnitudes there
         weight = edges.to(mag_y.dtype)
         return (weight * (mag_y - mag_x).abs()).sum() / weight.sum().clamp_min(1.0)

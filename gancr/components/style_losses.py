@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from gancr.components.base import StyleBatch, StyleLoss, as_list, freeze, warn_untrained
+from gancr.components.base import KeepsEncoderFrozen, StyleBatch, StyleLoss, as_list, frozen_encoder
+from gancr.metrics.style import gram_matrix
 from gancr.registry import ComponentParams, Registry
 from gancr.spec import Slot
 
@@ -121,13 +122,6 @@ class R1Penalty(StyleLoss):
         return 0.5 * self.gamma * _grad_norm_sq(batch.d_real(), batch.real).mean()
 
 
-def gram_matrix(features: Tensor) -> Tensor:
-    """``F F^T / (C H W)`` per image: ``(B, C, H, W) -> (B, C, C)``."""
-    b, c, h, w = features.shape
-    f = features.float().reshape(b, c, h * w)
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
-
-
 class GramParams(ComponentParams):
     encoder: Slot["encoder"] = Field(
         {"name": "vgg19", "layer": "relu4_1"}, validate_default=True,
@@ -136,7 +130,7 @@ class GramParams(ComponentParams):
     layers: list[str] | None = Field(None, description="feature names to compare (default: all)")
 
 
-class GramLoss(StyleLoss):
+class GramLoss(KeepsEncoderFrozen, StyleLoss):
     """Gram-matrix style loss (Gatys et al. 2016) against the batch of style images.
 
     G: ``mean_l ||mean_b Gram(E_l(y)) - mean_b Gram(E_l(s))||^2``; no discriminator side.
@@ -148,29 +142,16 @@ class GramLoss(StyleLoss):
         super().__init__()
         from gancr.builder import build_component
 
-        self.encoder = freeze(build_component("encoder", encoder or {"name": "vgg19", "layer": "relu4_1"}))
-        self.encoder.eval()
-        names = [f.name for f in self.encoder.feature_info]
-        if layers is None:
-            self.indices = list(range(len(names)))
-        else:
-            unknown = [n for n in layers if n not in names]
-            if unknown:
-                raise ValueError(f"layers {unknown} are not among the encoder's features {names}")
-            self.indices = [names.index(n) for n in layers]
-        warn_untrained(self.encoder, "style loss 'gram'")
-
-    def train(self, mode: bool = True) -> GramLoss:
-        super().train(mode)
-        self.encoder.eval()
-        return self
+        built = build_component("encoder", encoder or {"name": "vgg19", "layer": "relu4_1"})
+        self.encoder, self.indices = frozen_encoder(built, layers, "style loss 'gram'")
 
     def generator_loss(self, batch: StyleBatch) -> Tensor:
         with torch.no_grad():
             fs = self.encoder(batch.real.detach())
         fy = self.encoder(batch.fake)
         terms = [
-            (gram_matrix(fy[i]).mean(0) - gram_matrix(fs[i]).mean(0)).square().sum() for i in self.indices
+            (gram_matrix(fy[i].float()).mean(0) - gram_matrix(fs[i].float()).mean(0)).square().sum()
+            for i in self.indices
         ]
         return torch.stack(terms).mean()
 

@@ -1,0 +1,86 @@
+"""``gancr stylize`` and ``gancr export``: using a trained generator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gancr.errors import GancrError
+
+__all__ = ["add_stylize", "cmd_stylize", "add_export", "cmd_export"]
+
+
+def add_stylize(sub: Any) -> None:
+    p = sub.add_parser("stylize", help="stylise images or folders with a trained generator")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--checkpoint", required=True, help="a run directory, generator.safetensors or checkpoint")
+    p.add_argument("--out", required=True, help="output folder (PNG files)")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
+                   help="use the EMA weights when the run kept them (default: yes)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: on CUDA the faster of fp32 and bf16 for this model, measured; fp32 on the CPU")
+    p.add_argument("--alpha", type=float, default=1.0, metavar="A",
+                   help="strength: 0 = the content net's reconstruction, 1 = full style (default)")
+    p.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                   help="stylise in overlapping tiles of SIZE pixels (bounded memory for big photos)")
+    p.add_argument("--overlap", type=int, default=None, metavar="PX",
+                   help="least overlap between tiles (default: SIZE/8, at least 32, at most SIZE/4)")
+    p.add_argument("--stats-tiles", type=int, default=None, metavar="N",
+                   help="with --tile: estimate instance/group-norm statistics from N tiles spread over "
+                        "the image (faster, approximate; default: all tiles, exact)")
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from gancr.inference import load_generator, stylize
+    from gancr.strength import alpha_plan, check_alpha, load_alpha_reference
+    from gancr.devices import resolve_device
+
+    alpha = check_alpha(args.alpha)
+    if args.tile is None and (args.overlap is not None or args.stats_tiles is not None):
+        raise GancrError("--overlap and --stats-tiles go with --tile SIZE")
+    device = resolve_device(args.device)
+    generator = load_generator(args.checkpoint, ema=args.ema, device=device)
+    reference = None
+    if alpha < 1.0:
+        reference = load_alpha_reference(args.checkpoint, device=device)
+        print(alpha_plan(generator, reference).describe(alpha), file=sys.stderr)
+    if args.tile is not None:
+        from gancr.tiling import DEFAULT_STATS_TILES, default_overlap
+
+        overlap = default_overlap(args.tile) if args.overlap is None else args.overlap
+        stats = DEFAULT_STATS_TILES if args.stats_tiles is None else args.stats_tiles
+        how = f"estimated from {stats} tiles" if stats else "measured over all tiles"
+        print(f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics "
+              f"{how}", file=sys.stderr)
+    written = stylize(args.inputs, generator=generator, out_dir=args.out, device=args.device, alpha=alpha,
+                      content_net=reference, tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
+                      precision=args.precision)
+    for path in written:
+        print(path)
+    print(f"stylised {len(written)} image(s) into {args.out}", file=sys.stderr)
+    return 0
+
+
+def add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a trained generator alone (onnx, torchscript or safetensors)")
+    p.add_argument("--checkpoint", required=True, help="a run directory, generator.safetensors or checkpoint")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
+                   help="export the EMA weights when the run kept them (default: yes)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the exported model next to PyTorch on an unseen size (default: yes)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gancr.export import DEFAULT_OPSET, export_generator
+
+    if args.opset is not None and args.format != "onnx":
+        raise GancrError("--opset applies to --format onnx only")
+    result = export_generator(args.checkpoint, args.out, args.format, ema=args.ema,
+                              opset=args.opset or DEFAULT_OPSET, check=args.check)
+    print(result.summary())
+    return 0

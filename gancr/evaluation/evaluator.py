@@ -1,0 +1,308 @@
+"""``evaluate``: run the generator on the content images, score content retention, style closeness
+and paired references, and say which features every metric used (see :mod:`gancr.evaluation`)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gancr import __version__
+from gancr.devices import eval_mode, resolve_device
+from gancr.errors import GancrError
+from gancr.evaluation.images import (
+    INCEPTION_SIZE,
+    MIN_SIDE,
+    ImageSet,
+    Images,
+    check_side,
+    fit,
+    image_set,
+    resize,
+    views_of,
+)
+from gancr.evaluation.models import Models, build_encoder, parse_encoder, resolve_models
+from gancr.evaluation.stats import SetStats, kid_fid_features
+from gancr.evaluation.tables import METRICS
+from gancr.metrics.content import edge_f1, feature_distance, psnr, sobel_correlation, ssim
+from gancr.metrics.features import encoder_features
+from gancr.metrics.style import fid, kid, lab_histogram_distance
+
+__all__ = ["evaluate", "check_settings"]
+
+
+def evaluate(
+    generator_or_run: Any,
+    content: ImageSet,
+    style: ImageSet,
+    reference: ImageSet | None = None,
+    *,
+    encoder: str | Mapping[str, Any] | None = None,
+    max_size: int | None = 512,
+    feature_size: int = 224,
+    views: int = 5,
+    kid_features: str = "auto",
+    inception_weights: str | os.PathLike | None = None,
+    content_net: nn.Module | None = None,
+    ema: bool = True,
+    device: str | torch.device = "cpu",
+    kid_subsets: int = 100,
+    per_image: bool = False,
+) -> dict[str, Any]:
+    """Run the generator on the content images and compute every content, style and reference metric.
+
+    Args:
+        generator_or_run: a run directory, ``generator.safetensors`` or checkpoint file; a
+            :class:`~gancr.training.Trainer`; a :class:`~gancr.trio.Trio`; or a generator
+            module (any callable ``(B, 3, H, W) -> (B, 3, H, W)`` in [0, 1]).
+        content: the content images: a folder, file, ``builtin:NAME`` or list of those, an
+            ``(N, 3, H, W)`` tensor, a list of ``(3, H, W)`` tensors or a name -> tensor mapping.
+        style: the style images, in any of the same forms.
+        reference: optional target images, matched to content images by file stem (by
+            position for unnamed tensors); content images without a reference are left out
+            of the reference metrics and counted.
+        encoder: the encoder spec of the perceptual and Gram features (and of KID/FID when
+            Inception is not used): a mapping or YAML/JSON text; default
+            :data:`DEFAULT_ENCODER` with random weights.
+        max_size: fit images so their longer side is at most this many pixels (None: as is).
+        feature_size: side of the square views fed to the encoder.
+        views: views per image for KID/FID: 1 (the whole image) or 5 (and its quadrants).
+        kid_features: ``"auto"`` (Inception when its weights are on this machine, else the
+            encoder), ``"inception"`` (required) or ``"encoder"``.
+        inception_weights: a local torchvision ``inception_v3`` state-dict file (default:
+            torchvision's cache).
+        content_net: the content net to use (default: the run's, when it trained one).
+        ema: use the run's EMA weights when it kept them.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        kid_subsets: random subsets KID averages over.
+        per_image: also return each content image's content and reference values.
+
+    Returns:
+        A JSON-serialisable dict: ``metrics`` (``group/name`` -> ``{"value", "better",
+        "metric", "features", ...}``; KID adds ``"std"``; a metric that cannot be computed
+        has ``"value": None`` and a ``"note"``), ``features`` (for ``perceptual``,
+        ``kid_fid`` and ``content_net``: what they are and whether they were pretrained),
+        ``settings``, and the image counts.
+    """
+    check_settings(views, max_size, feature_size)
+    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    models = resolve_models(generator_or_run, content_net, ema, dev)
+    enc, enc_info = build_encoder(parse_encoder(encoder), dev)
+    kid_info = kid_fid_features(kid_features, None if inception_weights is None else str(inception_weights), enc_info)
+    use_inception = kid_info.pop("use_inception")
+
+    contents = image_set(content, "content")
+    styles = image_set(style, "style")
+    refs = image_set(reference, "reference") if reference is not None else None
+    if len(contents) < 1:
+        raise GancrError("evaluate: no content images")
+    ref_index = _reference_index(contents, refs)
+
+    weights_file = kid_info.get("weights") if use_inception else None
+    out_stats, style_stats = SetStats(weights_file), SetStats(weights_file)
+    scorer = _ContentScorer(models, enc, out_stats, dev, max_size, feature_size, views, use_inception)
+    with eval_mode(models.generator, models.content_net):
+        per = [scorer.score(contents, i, refs, ref_index) for i in range(len(contents))]
+        for i in range(len(styles)):
+            s = fit(styles.load(i), max_size).to(dev)
+            style_stats.add(views_of(s, feature_size, views), enc, scorer.kid_views(s))
+        out_stats.flush_inception()
+        style_stats.flush_inception()
+    kid_info.update({k: v for k, v in out_stats.inception_info.items() if k not in kid_info})
+
+    rows = {k: [float(p[k]) for p in per if k in p] for k in _ROWS}
+    values = {
+        **_content_values(rows, models.content_net_note),
+        **_style_values(out_stats, style_stats, kid_info, kid_subsets),
+        **_reference_values(rows, refs),
+    }
+    result: dict[str, Any] = {
+        "gancr_version": __version__,
+        "checkpoint": models.checkpoint,
+        "uses_ema": models.uses_ema,
+        "content": {"source": contents.label, "images": len(contents)},
+        "style": {"source": styles.label, "images": len(styles)},
+        "reference": None if refs is None else {
+            "source": refs.label, "images": len(refs), "pairs": len(rows["ref_psnr"]),
+            "unmatched": [n for n in contents.names if n not in ref_index],
+        },
+        "settings": {"max_size": max_size, "feature_size": feature_size, "views": views,
+                     "kid_features": kid_features, "kid_subsets": kid_subsets, "device": str(dev)},
+        "features": {
+            "pixels": {"description": "pixels at the evaluation size (longer side <= max_size)", "pretrained": None},
+            "perceptual": enc_info,
+            "kid_fid": kid_info,
+            "content_net": _content_net_info(models),
+        },
+        "metrics": {
+            spec.key: {**values[spec.key], "better": spec.better, "metric": spec.metric, "features": spec.features,
+                       "summary": spec.summary}
+            for spec in METRICS
+        },
+    }
+    if per_image:
+        result["per_image"] = [{k: (float(v) if isinstance(v, float) else v) for k, v in p.items()} for p in per]
+    return result
+
+
+def check_settings(views: int, max_size: int | None, feature_size: int) -> None:
+    """A :class:`GancrError` for settings :func:`evaluate` cannot use."""
+    if views not in (1, 5):
+        raise GancrError(f"evaluate: views must be 1 or 5, got {views!r}")
+    if max_size is not None and (not isinstance(max_size, int) or max_size < MIN_SIDE):
+        raise GancrError(f"evaluate: max_size must be an integer >= {MIN_SIDE} or None, got {max_size!r}")
+    if not isinstance(feature_size, int) or feature_size < 16:
+        raise GancrError(f"evaluate: feature_size must be an integer >= 16, got {feature_size!r}")
+
+
+def _reference_index(contents: Images, refs: Images | None) -> dict[str, int]:
+    """Content name -> reference index: by file stem (exactly, else ignoring case), by position for tensors."""
+    ref_index: dict[str, int] = {}
+    if refs is None:
+        return ref_index
+    by_position = all(isinstance(i, Tensor) for i in refs.items) and all(isinstance(i, Tensor) for i in contents.items)
+    if by_position:
+        return {contents.names[i]: i for i in range(min(len(contents), len(refs)))}
+    exact = {n: i for i, n in enumerate(refs.names)}
+    folded = {n.casefold(): i for i, n in enumerate(refs.names)}
+    for n in contents.names:
+        if n in exact:
+            ref_index[n] = exact[n]
+        elif n.casefold() in folded:
+            ref_index[n] = folded[n.casefold()]
+    return ref_index
+
+
+#: The per-image values of a content image, as they are averaged into the table.
+_ROWS = ("ssim", "edge_f1", "sobel", "perceptual", "content_net", "ref_psnr", "ref_ssim", "ref_edge_f1")
+
+
+class _ContentScorer:
+    """Runs the generator on one content image and scores it; adds its output to the output set."""
+
+    def __init__(self, models: Models, encoder: nn.Module, out_stats: SetStats, device: torch.device,
+                 max_size: int | None, feature_size: int, views: int, use_inception: bool):
+        self.models, self.encoder, self.out_stats, self.device = models, encoder, out_stats, device
+        self.max_size, self.feature_size, self.views, self.use_inception = max_size, feature_size, views, use_inception
+
+    def kid_views(self, image: Tensor) -> Tensor | None:
+        return views_of(image, INCEPTION_SIZE, self.views) if self.use_inception else None
+
+    def score(self, contents: Images, i: int, refs: Images | None, ref_index: dict[str, int]) -> dict[str, Any]:
+        name, enc, cn = contents.names[i], self.encoder, self.models.content_net
+        x = fit(contents.load(i), self.max_size).to(self.device)
+        check_side(x, name, "content")
+        y = _run_generator(self.models.generator, x[None])
+        xb = x[None]
+        item: dict[str, Any] = {"name": name, "size": list(x.shape[-2:])}
+        item["ssim"] = ssim(xb, y)
+        item["edge_f1"] = edge_f1(xb, y)
+        item["sobel"] = sobel_correlation(xb, y)
+        vx = views_of(x, self.feature_size, self.views)
+        vy = views_of(y[0], self.feature_size, self.views)
+        fx = [f[:1] for f in encoder_features(enc, vx[:1])]
+        fy = self.out_stats.add(vy, enc, self.kid_views(y[0]))
+        item["perceptual"] = feature_distance(fx, fy)
+        if cn is not None:
+            item["content_net"] = feature_distance(cn.features(xb), cn.features(y))
+        if refs is not None and name in ref_index:
+            r = refs.load(ref_index[name]).to(self.device)
+            r = _match_reference(r, y[0], name)
+            rb = r[None]
+            item["ref_psnr"] = psnr(rb, y)
+            item["ref_ssim"] = ssim(rb, y)
+            item["ref_edge_f1"] = edge_f1(rb, y)
+        return item
+
+
+def _content_values(rows: dict[str, list[float]], content_net_note: str) -> dict[str, dict[str, Any]]:
+    return {
+        "content/ssim": _value(_mean(rows["ssim"])),
+        "content/edge_f1": _value(_mean(rows["edge_f1"])),
+        "content/sobel_correlation": _value(_mean(rows["sobel"])),
+        "content/perceptual_distance": _value(_mean(rows["perceptual"])),
+        "content/content_net_distance": (
+            _value(_mean(rows["content_net"])) if rows["content_net"] else _value(None, note=content_net_note)
+        ),
+    }
+
+
+def _style_values(out_stats: SetStats, style_stats: SetStats, kid_info: dict[str, Any],
+                  kid_subsets: int) -> dict[str, dict[str, Any]]:
+    """Gram, Lab, KID and FID of the outputs against the style set; notes the KID/FID vectors in ``kid_info``."""
+    a, b = out_stats.feature_vectors(), style_stats.feature_vectors()
+    if min(a.shape[0], b.shape[0]) >= 2:
+        kid_mean, kid_std = kid(a, b, subsets=kid_subsets)
+        fid_value: float | None = fid(a, b)
+        kid_note = {}
+    else:
+        kid_mean, kid_std, fid_value = None, None, None
+        kid_note = {"note": f"needs at least 2 feature vectors per set, got {a.shape[0]} and {b.shape[0]} (use views=5)"}
+    kid_info.update({"vectors": {"outputs": int(a.shape[0]), "style": int(b.shape[0])}, "dims": int(a.shape[1])})
+    return {
+        "style/gram_distance": _value(out_stats.gram_distance(style_stats)),
+        "style/lab_histogram_distance": _value(lab_histogram_distance(out_stats.lab_images(), style_stats.lab_images())),
+        "style/kid": _value(kid_mean, std=kid_std, **kid_note),
+        "style/fid": _value(fid_value, **kid_note),
+    }
+
+
+def _reference_values(rows: dict[str, list[float]], refs: Images | None) -> dict[str, dict[str, Any]]:
+    values = {}
+    for key, row in (("reference/psnr", "ref_psnr"), ("reference/ssim", "ref_ssim"), ("reference/edge_f1", "ref_edge_f1")):
+        if rows["ref_psnr"]:
+            values[key] = _value(_mean(rows[row]))
+        else:
+            values[key] = _value(None, note="no references given" if refs is None else "no reference matched a content image by file stem")
+    return values
+
+
+def _content_net_info(models: Models) -> dict[str, Any]:
+    cn = models.content_net
+    if cn is None:
+        return {"description": models.content_net_note or "none", "pretrained": None}
+    layers = [f.name for f in getattr(cn.encoder, "feature_info", [])]
+    return {"description": "the run's trained content-retention net encoder E_c (" + ", ".join(layers) + ")",
+            "layers": layers, "pretrained": True, "trained_by": "this run"}
+
+
+def _value(value: float | None, **extra: Any) -> dict[str, Any]:
+    """A JSON-safe metric value: non-finite values become ``None`` with a note."""
+    out: dict[str, Any] = {"value": value}
+    if value is not None and not math.isfinite(value):
+        out["value"] = None
+        out["note"] = f"{value} (e.g. PSNR of identical images)"
+    out.update(extra)
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+def _run_generator(generator: Any, x: Tensor) -> Tensor:
+    """``G(x)`` in [0, 1], float32, on ``x``'s device (the generator stays where it is)."""
+    param = next(generator.parameters(), None) if isinstance(generator, nn.Module) else None
+    inp = x if param is None else x.to(param.device)
+    y = generator(inp)
+    if not isinstance(y, Tensor) or tuple(y.shape) != tuple(inp.shape):
+        got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise GancrError(f"evaluate: the generator returned {got} for an input of shape {tuple(inp.shape)}")
+    return y.float().clamp(0, 1).to(x.device)
+
+
+def _match_reference(r: Tensor, y: Tensor, name: str) -> Tensor:
+    """The reference resized to the output's size; the aspect ratios must agree within 2 %."""
+    (rh, rw), (h, w) = r.shape[-2:], y.shape[-2:]
+    if (rh, rw) == (h, w):
+        return r
+    if abs((rw / rh) / (w / h) - 1) > 0.02:
+        raise GancrError(
+            f"evaluate: reference {name!r} is {rw}x{rh} but its content image is evaluated at {w}x{h}: "
+            "the aspect ratios differ, so they are not a pair"
+        )
+    return resize(r[None], (h, w))[0]

@@ -1,0 +1,107 @@
+"""The images of an evaluation: sources or tensors, fitted to a size, and the square views features see."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gancr.data import load_image, resolve_source, source_label
+from gancr.errors import GancrError
+
+__all__ = ["ImageSet", "Images", "image_set", "fit", "resize", "views_of", "check_side", "INCEPTION_SIZE", "MIN_SIDE"]
+
+#: Side of Inception-v3's input views (KID/FID views are made at this size for it).
+INCEPTION_SIZE = 299
+
+#: Smallest image side the pixel metrics accept (SSIM's 11-tap window needs more than 5).
+MIN_SIDE = 16
+
+ImageSet = Any  # a source (folder, file, builtin:NAME, list), a (N,3,H,W) tensor, a list or a mapping
+
+
+@dataclass
+class Images:
+    """Named images, loaded lazily (a file path or a tensor per name), and a description."""
+
+    names: list[str]
+    items: list[Any]
+    label: str
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, i: int) -> Tensor:
+        item = self.items[i]
+        if isinstance(item, Tensor):
+            return item
+        return load_image(item)
+
+
+def _check_tensor_image(t: Any, where: str) -> Tensor:
+    if not isinstance(t, Tensor) or t.dim() != 3 or t.shape[0] != 3 or not t.is_floating_point():
+        got = f"shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+        raise GancrError(f"evaluate: {where} must be a float image tensor of shape (3, H, W) in [0, 1], got {got}")
+    return t.detach().float().clamp(0, 1)
+
+
+def image_set(images: ImageSet, what: str) -> Images:
+    """Names and loaders for a source, a batch tensor, a list of tensors or a name -> tensor mapping."""
+    if isinstance(images, Tensor):
+        if images.dim() == 3:
+            images = images[None]
+        if images.dim() != 4:
+            raise GancrError(f"evaluate: {what} must be (N, 3, H, W) or (3, H, W), got {tuple(images.shape)}")
+        items = [_check_tensor_image(t, f"{what}[{i}]") for i, t in enumerate(images)]
+        return Images([f"{i:04d}" for i in range(len(items))], items, f"{len(items)} tensors")
+    if isinstance(images, Mapping):
+        names = [str(k) for k in images]
+        items = [_check_tensor_image(v, f"{what}[{k!r}]") for k, v in images.items()]
+        return Images(names, items, f"{len(items)} tensors")
+    if isinstance(images, Sequence) and not isinstance(images, str) and images and all(
+        isinstance(t, Tensor) for t in images
+    ):
+        items = [_check_tensor_image(t, f"{what}[{i}]") for i, t in enumerate(images)]
+        return Images([f"{i:04d}" for i in range(len(items))], items, f"{len(items)} tensors")
+    paths = resolve_source(images)
+    return Images([p.stem for p in paths], list(paths), f"{source_label(images)} ({len(paths)} images)")
+
+
+def fit(image: Tensor, max_size: int | None) -> Tensor:
+    """Downscale (antialiased) so the longer side is at most ``max_size``; never upscale."""
+    h, w = image.shape[-2:]
+    if max_size is None or max(h, w) <= max_size:
+        return image
+    scale = max_size / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def resize(batch: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(B, C, h, w)`` resized to ``size`` (antialiased bilinear), clamped to [0, 1]."""
+    if tuple(batch.shape[-2:]) == tuple(size):
+        return batch
+    return F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def views_of(image: Tensor, size: int, count: int) -> Tensor:
+    """``(count, 3, size, size)``: the whole image, then (count 5) its four quadrants."""
+    views = [image]
+    if count == 5:
+        h, w = image.shape[-2:]
+        h2, w2 = h // 2, w // 2
+        views += [image[:, :h2, :w2], image[:, :h2, w2:], image[:, h2:, :w2], image[:, h2:, w2:]]
+    return torch.cat([resize(v[None], (size, size)) for v in views])
+
+
+def check_side(image: Tensor, name: str, what: str) -> None:
+    """A :class:`GancrError` when the fitted image is too small for the pixel metrics."""
+    if min(image.shape[-2:]) < MIN_SIDE:
+        raise GancrError(
+            f"evaluate: {what} image {name!r} is {tuple(image.shape[-2:])} after fitting; the pixel "
+            f"metrics need both sides of at least {MIN_SIDE} pixels (raise max_size)"
+        )

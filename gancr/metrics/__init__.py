@@ -1,0 +1,99 @@
+r"""Content-retention and style metrics on plain tensors.
+
+Every function works on tensors the caller already has: images are float tensors of
+shape :math:`(B, 3, H, W)` with values in :math:`[0, 1]`; features are whatever an encoder
+returns (a list of :math:`(N, C, H, W)` maps, one per layer) or pooled vectors
+:math:`(N, D)`. Nothing is downloaded and nothing heavy is imported with this module:
+kornia and torchvision are imported inside the functions that need them.
+
+Two families:
+
+- **Content retention** compares an input ``x`` with its stylised output ``y`` image by
+  image (:func:`ssim`, :func:`psnr`, :func:`edge_f1`, :func:`sobel_correlation`,
+  :func:`feature_distance`). ``x`` and ``y`` must have the same shape. These take
+  ``reduction="mean" | "none"``: ``"mean"`` returns a Python ``float`` (the mean of the
+  per-image values), ``"none"`` a tensor of shape :math:`(B,)`.
+- **Style closeness** compares a *set* of outputs with a *set* of style images; the sets may
+  differ in size and image size (:func:`gram_distance`, :func:`lab_histogram_distance`,
+  :func:`kid`, :func:`fid`). These return Python floats.
+
+Feature extraction helpers: :func:`encoder_features` runs any encoder in batches,
+:func:`pooled` turns its maps into :math:`(N, D)` vectors for :func:`kid` and :func:`fid`,
+and :func:`inception_features` gives the customary Inception-v3 pool features when the
+torchvision weights are on disk (it never downloads; see :class:`WeightsUnavailable`).
+
+:data:`METRIC_DOCS` explains each metric in one paragraph, for docs and evaluation tables.
+"""
+
+from typing import Any
+
+from gancr.metrics.content import (
+    edge_f1,
+    feature_distance,
+    gray,
+    psnr,
+    sobel_correlation,
+    sobel_magnitude,
+    ssim,
+    ssim_loss,
+    ssim_map,
+)
+from gancr.metrics.docs import METRIC_DOCS
+from gancr.metrics.features import (
+    WeightsUnavailable,
+    encoder_features,
+    inception_features,
+    inception_weights_file,
+    pooled,
+)
+from gancr.metrics.style import (
+    fid,
+    gram_distance,
+    gram_matrix,
+    kid,
+    lab_histogram_distance,
+    mean_gram,
+    mean_gram_distance,
+)
+
+__all__ = [
+    "METRIC_DOCS",
+    "WeightsUnavailable",
+    "edge_f1",
+    "encoder_features",
+    "feature_distance",
+    "fid",
+    "gram_distance",
+    "gram_matrix",
+    "gray",
+    "inception_features",
+    "inception_weights_file",
+    "kid",
+    "lab_histogram_distance",
+    "mean_gram",
+    "mean_gram_distance",
+    "pooled",
+    "psnr",
+    "sobel_correlation",
+    "sobel_magnitude",
+    "ssim",
+    "ssim_loss",
+    "ssim_map",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """``gancr.metrics.evaluate``: deprecated alias of :func:`gancr.evaluation.evaluate`."""
+    if name == "evaluate":
+        import warnings
+
+        from gancr.evaluation import evaluate
+
+        warnings.warn(
+            "gancr.metrics.evaluate is deprecated; use gancr.evaluation.evaluate (the alias goes away in the "
+            "next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return evaluate
+    raise AttributeError(f"module 'gancr.metrics' has no attribute {name!r}")

@@ -1,0 +1,70 @@
+"""What each metric measures, its range and its caveats, in one paragraph (docs and tables)."""
+
+from __future__ import annotations
+
+__all__ = ["METRIC_DOCS"]
+
+METRIC_DOCS: dict[str, str] = {
+    "ssim": (
+        "Structural similarity between each input and its stylised output: local means, "
+        "variances and covariance under an 11-tap Gaussian window (sigma 1.5), averaged over "
+        "pixels and channels. Range [-1, 1], higher is better (1 = identical). It rewards "
+        "keeping local structure and brightness, so it also penalises the colour and texture "
+        "changes that style transfer is meant to make; read it as content retention, not quality."
+    ),
+    "psnr": (
+        "Peak signal-to-noise ratio, 10 log10(1 / MSE) per image in dB, averaged over images. "
+        "Range [0, inf], higher is better; identical images give inf. A pixel-wise measure: any "
+        "change of colour or texture lowers it, and it says nothing about perceived structure; "
+        "useful as a sanity check of how far an output moved from its input."
+    ),
+    "edge_f1": (
+        "F1 score of the output's Canny edges against the input's, where an edge pixel matches "
+        "if the other map has an edge within `tolerance` pixels (default 1). Range [0, 1], "
+        "higher is better; two edge-free images score 1. Measures whether contours survive "
+        "stylisation independently of colour; sensitive to the Canny thresholds, and styles "
+        "that add strokes or outlines lower precision even when all content edges are kept."
+    ),
+    "sobel_correlation": (
+        "Pearson correlation between the Sobel gradient magnitudes of input and output "
+        "(grayscale), per image, averaged. Range [-1, 1], higher is better. A soft, threshold-"
+        "free view of how much of the input's edge structure remains; invariant to global "
+        "contrast changes, but texture added by the style lowers it."
+    ),
+    "feature_distance": (
+        "Mean over layers of the squared distance between channel-normalised (unit-length per "
+        "position) features of input and output from a chosen encoder, i.e. 2(1 - cosine "
+        "similarity) averaged over positions (LPIPS without learned weights). Range [0, 4] "
+        "([0, 2] for post-ReLU features), lower is better. Values depend on the encoder and "
+        "layers, and mean little with a randomly initialised encoder; with the content net's "
+        "encoder it measures the content the model itself was trained to keep."
+    ),
+    "gram_distance": (
+        "Squared Frobenius distance between the mean Gram matrices (channel correlations, "
+        "normalised by C*H*W) of the outputs and of the style images, averaged over encoder "
+        "layers. Range [0, inf), lower is better. The classic neural-style texture statistic; "
+        "its scale depends on the encoder's feature magnitudes, so compare only across runs "
+        "using the same encoder and layers."
+    ),
+    "lab_histogram_distance": (
+        "Earth mover's distance between the Lab colour histograms (32 bins per channel) of all "
+        "output pixels and all style pixels, in units of each channel's range, averaged over "
+        "L, a and b. Range [0, 1], lower is better. Captures palette and tone only: it ignores "
+        "where colours are, so a shuffled image scores like the original."
+    ),
+    "kid": (
+        "Kernel Inception Distance: unbiased MMD^2 between output and style features with the "
+        "kernel (x.y/d + 1)^3, averaged over random subsets (reported with its std). About 0 "
+        "for the same distribution (may be slightly negative; range (-inf, inf) in principle, "
+        "in practice small), lower is better. Unbiased, so "
+        "usable with tens of images, unlike FID; on torchvision's Inception or another encoder "
+        "its values are comparable only with the same feature extractor."
+    ),
+    "fid": (
+        "Fréchet Inception Distance: Fréchet distance between Gaussians fitted (mean, "
+        "covariance) to output and style features. Range [0, inf), lower is better. Strongly "
+        "biased upwards for small sample sizes (and covariances are singular when N < D), so "
+        "compare only at equal sample sizes, prefer KID for small sets, and do not compare "
+        "with published numbers that use other Inception weights."
+    ),
+}
