@@ -4,7 +4,7 @@
                                        [--sizes 512 1024] [--threads 2] [--repeats 3]
 
 Builds each spec's generator (random weights: speed does not depend on them), exports it
-with gancr.export, and times one image of each size: the best of ``--repeats`` runs after a
+with gancr.inference.export, and times one image of each size: the best of ``--repeats`` runs after a
 warm-up, with torch and onnxruntime given the same number of threads. Prints a Markdown
 table (the one in docs/deploying.md).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import gancr
-from gancr.export import export_onnx
+from gancr.inference.export import export_onnx
 
 
 def best_of(fn, repeats: int) -> float:

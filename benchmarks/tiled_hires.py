@@ -54,7 +54,7 @@ def run_stylize(checkpoint: str, image: Path, out: Path, extra: list[str]) -> tu
 def compare(checkpoint: str, size: tuple[int, int], tile: int, overlap: int) -> None:
     from gancr.data import load_image
     from gancr.inference import load_generator, stylize_tensor
-    from gancr.tiling import frozen_norm_stats, tile_layout, tiled_forward
+    from gancr.inference.tiling import frozen_norm_stats, tile_layout, tiled_forward
 
     with tempfile.TemporaryDirectory() as tmp:
         x = load_image(photograph(size, Path(tmp) / "photo.png"))[None]

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from gancr.data import load_image, resolve_source
 from gancr.inference import load_generator, stylize_tensor
-from gancr.strength import alpha_plan, load_alpha_reference
+from gancr.inference.strength import alpha_plan, load_alpha_reference
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from gancr.errors import GancrError
 from gancr.inference import load_content_net, load_generator, stylize, stylize_tensor
-from gancr.strength import InputImage, alpha_plan, check_alpha, load_alpha_reference
+from gancr.inference.strength import InputImage, alpha_plan, check_alpha, load_alpha_reference
 from inferencekit import TINY_IN_MODEL, run_cli, smooth_image, tiny_spec, write_png, write_run
 
 
@@ -126,6 +126,33 @@ def test_cli_alpha_prints_its_mode_and_rejects_bad_values(run, tmp_path, x):
     code, _, err = run_cli("stylize", "--checkpoint", str(run), str(photo), "--out", str(tmp_path / "o"),
                            "--alpha", "lots")
     assert code == 2 and "invalid float value" in err
+
+
+def test_cli_alpha_reads_the_run_once_and_checks_alpha_once(run, tmp_path, x, monkeypatch):
+    """One weights file read, one spec validation, one generator built and probed, one alpha check."""
+    import gancr.inference.load as load
+    import gancr.inference.strength as strength
+
+    calls: dict[str, int] = {}
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module, name in ((load, "read_run"), (load, "inference_spec"), (load, "build_generator"),
+                         (load, "build_content_net"), (strength, "_validate_alpha")):
+        counted(module, name)
+    photo = write_png(tmp_path / "in" / "photo.png", x)
+    code, _, err = run_cli("stylize", "--checkpoint", str(run), str(photo), "--out", str(tmp_path / "o"),
+                           "--alpha", "0.5")
+    assert code == 0, err
+    assert calls == {"read_run": 1, "inference_spec": 1, "build_generator": 1, "build_content_net": 1,
+                     "_validate_alpha": 1}
 
 
 def test_shared_encoder_runs_use_feature_mode(tmp_path, x):

@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 #: old module -> (new module, names it re-exports)
 MODULE_SHIMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "gancr.report": ("gancr.evaluation.report", ("write_report", "read_metrics", "ReportError", "MAX_SAMPLES")),
+    "gancr.strength": ("gancr.inference.strength", (
+        "AlphaPlan", "InputImage", "StrengthBlend", "alpha_plan", "check_alpha", "load_alpha_reference")),
+    "gancr.tiling": ("gancr.inference.tiling", (
+        "TileLayout", "tile_layout", "axis_windows", "frozen_norm_stats", "tile_statistics", "tiled_forward",
+        "DEFAULT_STATS_TILES", "default_overlap", "reduction_of")),
+    "gancr.export": ("gancr.inference.export", (
+        "FORMATS", "DEFAULT_OPSET", "ExportableGenerator", "ExportResult", "export_generator", "export_onnx",
+        "export_torchscript", "export_safetensors", "min_input_size")),
 }
 
 #: (old module, name) -> (new module, name): names that moved out of a module that stays

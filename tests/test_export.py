@@ -13,7 +13,7 @@ import torch
 
 import gancr
 from gancr.errors import CheckpointError, GancrError
-from gancr.export import ExportableGenerator, _read_metadata, export_generator
+from gancr.inference.export import ExportableGenerator, read_metadata, export_generator
 from gancr.inference import load_content_net, load_generator
 from gancr.runs import read_generator_file
 from inferencekit import run_cli, smooth_image, tiny_spec, write_run
@@ -61,7 +61,7 @@ def test_onnx_holds_the_generator_alone_with_its_spec(run, tmp_path):
     generator = sum(p.numel() for p in load_generator(run).parameters())
     content = sum(p.numel() for p in load_content_net(run).parameters())
     assert abs(weights - generator) < 0.05 * generator < content + generator  # no content net, no D
-    meta = _read_metadata(out)
+    meta = read_metadata(out)
     assert meta["gancr.reduction"] == "4" and meta["gancr.ema"] == "true"
     assert gancr.load_spec(__import__("json").loads(meta["gancr.spec"])).model.generator.decoder.name == "unet"
     assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["stylized"]
@@ -84,7 +84,7 @@ def test_torchscript_matches_pytorch_at_unseen_sizes(run, tmp_path):
         with torch.no_grad():
             got, want = scripted(x), generator(x)
         assert got.shape == want.shape and float((got - want).abs().max()) < 1e-3
-    assert _read_metadata(out)["gancr.reduction"] == "4"
+    assert read_metadata(out)["gancr.reduction"] == "4"
 
 
 def test_safetensors_export_loads_with_load_generator(run, tmp_path):

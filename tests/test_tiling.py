@@ -24,7 +24,7 @@ from torch import nn
 import gancr
 from gancr.errors import GancrError
 from gancr.inference import load_generator, stylize_tensor
-from gancr.tiling import axis_windows, frozen_norm_stats, tile_layout, tiled_forward
+from gancr.inference.tiling import axis_windows, frozen_norm_stats, tile_layout, tiled_forward
 from inferencekit import TINY_IN_MODEL, run_cli, smooth_image, tiny_spec, write_png, write_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_statistics_from_a_sample_of_tiles(generator):
 
 
 def test_statistics_calls_are_numbered_per_forward(generator):
-    from gancr.tiling import tile_statistics
+    from gancr.inference.tiling import tile_statistics
 
     x = smooth_image(100, 140)
     layout = tile_layout(100, 140, 64, 32, 4)

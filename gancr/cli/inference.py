@@ -33,21 +33,22 @@ def add_stylize(sub: Any) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from gancr.inference import load_generator, stylize
-    from gancr.strength import alpha_plan, check_alpha, load_alpha_reference
     from gancr.devices import resolve_device
+    from gancr.inference import open_run, stylize
+    from gancr.inference.strength import alpha_plan, check_alpha, load_alpha_reference
 
-    alpha = check_alpha(args.alpha)
+    alpha = check_alpha(args.alpha)  # checked once: stylize() takes the checked value as it is
     if args.tile is None and (args.overlap is not None or args.stats_tiles is not None):
         raise GancrError("--overlap and --stats-tiles go with --tile SIZE")
     device = resolve_device(args.device)
-    generator = load_generator(args.checkpoint, ema=args.ema, device=device)
+    run = open_run(args.checkpoint)  # read once, for the generator and the content net
+    generator = run.generator(ema=args.ema, device=device)
     reference = None
     if alpha < 1.0:
-        reference = load_alpha_reference(args.checkpoint, device=device)
+        reference = load_alpha_reference(run, device=device)
         print(alpha_plan(generator, reference).describe(alpha), file=sys.stderr)
     if args.tile is not None:
-        from gancr.tiling import DEFAULT_STATS_TILES, default_overlap
+        from gancr.inference.tiling import DEFAULT_STATS_TILES, default_overlap
 
         overlap = default_overlap(args.tile) if args.overlap is None else args.overlap
         stats = DEFAULT_STATS_TILES if args.stats_tiles is None else args.stats_tiles
@@ -76,7 +77,7 @@ def add_export(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gancr.export import DEFAULT_OPSET, export_generator
+    from gancr.inference.export import DEFAULT_OPSET, export_generator
 
     if args.opset is not None and args.format != "onnx":
         raise GancrError("--opset applies to --format onnx only")

@@ -20,6 +20,7 @@ __all__ = [
     "norm_layer",
     "OutputActivation",
     "output_activation",
+    "Tanh01",
     "pad_to_multiple",
     "LossContext",
     "ContentLoss",
@@ -82,7 +83,7 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}: use batch, instance or none")
 
 
-class _Tanh01(nn.Module):
+class Tanh01(nn.Module):
     """``(tanh(x) + 1) / 2``: a tanh output mapped to images in [0, 1]."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -92,7 +93,7 @@ class _Tanh01(nn.Module):
 def output_activation(name: str) -> nn.Module:
     """The last activation of a decoder: ``tanh`` (rescaled to [0, 1]), ``sigmoid`` or ``none``."""
     if name == "tanh":
-        return _Tanh01()
+        return Tanh01()
     if name == "sigmoid":
         return nn.Sigmoid()
     if name == "none":

@@ -14,7 +14,7 @@ from torch import nn
 
 from gancr.builder import build_component
 from gancr.errors import GancrError
-from gancr.inference import load_content_net, load_generator
+from gancr.inference import open_run
 from gancr.trio import Trio
 
 __all__ = ["DEFAULT_ENCODER", "ENCODER_SEED", "parse_encoder", "build_encoder", "Models", "resolve_models"]
@@ -90,12 +90,13 @@ class Models:
 def resolve_models(generator_or_run: Any, content_net: Any, ema: bool, device: torch.device) -> Models:
     """A run directory / weights file, a Trainer, a Trio or a generator -> the models to evaluate."""
     if isinstance(generator_or_run, (str, os.PathLike)):
-        generator = load_generator(generator_or_run, ema=ema, device=device)
+        run = open_run(generator_or_run)  # read once, for the generator and the content net
+        generator = run.generator(ema=ema, device=device)
         spec = generator.spec
         note = ""
         if content_net is None:
             if spec.model.content_net.train:
-                content_net = load_content_net(generator_or_run, device=device)
+                content_net = run.content_net(device=device)
             else:
                 note = "the run has no content-retention net (model.content_net.train: false)"
         return Models(generator, content_net, note, str(generator.weights_path), generator.uses_ema, spec)

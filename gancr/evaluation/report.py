@@ -34,7 +34,7 @@ from gancr.errors import GancrError
 from gancr.evaluation.tables import table_rows
 from gancr.runs import atomic_write_text
 
-__all__ = ["write_report", "read_metrics", "ReportError"]
+__all__ = ["write_report", "read_metrics", "ReportError", "MAX_SAMPLES"]
 
 #: Most sample grids shown (evenly spread over the run, the last one always included).
 MAX_SAMPLES = 8

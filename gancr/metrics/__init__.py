@@ -85,15 +85,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """``gancr.metrics.evaluate``: deprecated alias of :func:`gancr.evaluation.evaluate`."""
     if name == "evaluate":
-        import warnings
-
+        from gancr._deprecated import warn_moved
         from gancr.evaluation import evaluate
 
-        warnings.warn(
-            "gancr.metrics.evaluate is deprecated; use gancr.evaluation.evaluate (the alias goes away in the "
-            "next release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        warn_moved("gancr.metrics.evaluate", "gancr.evaluation.evaluate")
         return evaluate
     raise AttributeError(f"module 'gancr.metrics' has no attribute {name!r}")

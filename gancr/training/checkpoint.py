@@ -6,13 +6,13 @@ Checkpoint files themselves (atomic writes, safe loads, rotation) are :mod:`ganc
 from __future__ import annotations
 
 import random
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from gancr import runs
+from gancr._deprecated import moved_names
 
 __all__ = ["get_rng_state", "set_rng_state"]
 
@@ -64,28 +64,4 @@ def _to_tuple(value: Any) -> Any:
 
 
 #: Names that moved to :mod:`gancr.runs` (importable from here for one release, with a warning).
-_MOVED = (
-    "atomic_write",
-    "atomic_write_text",
-    "checkpoint_path",
-    "save_checkpoint",
-    "load_checkpoint",
-    "list_checkpoints",
-    "latest_checkpoint",
-    "load_latest_checkpoint",
-    "prune_checkpoints",
-    "save_generator",
-    "read_generator_file",
-    "CHECKPOINT_VERSION",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(
-            f"gancr.training.checkpoint.{name} moved to gancr.runs.{name}; the old name goes away in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(runs, name)
-    raise AttributeError(f"module 'gancr.training.checkpoint' has no attribute {name!r}")
+__getattr__ = moved_names(__name__, runs, set(runs.__all__) - {"resolve_weights_path", "RunWeights", "read_run"})

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gancr import devices
+from gancr._deprecated import moved_names
 from gancr._torch_compat import foreach_add_, foreach_lerp_, foreach_mul_, foreach_sub
 
 __all__ = ["make_optimizer", "lr_factor", "EMA", "ImagePool"]
@@ -126,16 +128,5 @@ class ImagePool:
         self.images = [] if images is None or images.numel() == 0 else [i.unsqueeze(0).to(device) for i in images]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("resolve_device", "resolve_precision"):
-        import warnings
-
-        from gancr import devices
-
-        warnings.warn(
-            f"gancr.training.parts.{name} moved to gancr.devices.{name}; the old name goes away in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(devices, name)
-    raise AttributeError(f"module 'gancr.training.parts' has no attribute {name!r}")
+#: Names that moved to :mod:`gancr.devices` (importable from here for one release, with a warning).
+__getattr__ = moved_names(__name__, devices, ("resolve_device", "resolve_precision"))

@@ -1,9 +1,4 @@
-"""Stylising images with a trained generator: loading it safely, any image size, files in and out.
-
-A trained run is read from its ``generator.safetensors`` (written at the end of training),
-or from a checkpoint ``checkpoints/step_N.pt`` (read with ``weights_only=True``). The
-spec stored with the weights rebuilds the generator, so no code is ever unpickled.
-"""
+"""Stylising images with a trained generator: any image size, strength, tiles, files in and out."""
 
 from __future__ import annotations
 
@@ -15,86 +10,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gancr.errors import CheckpointError, GancrError
-from gancr.runs import read_run, resolve_weights_path
+from gancr.data import is_image_name, load_alpha, load_image, resolve_source, save_image
+from gancr.devices import resolve_device
+from gancr.errors import GancrError
+from gancr.inference.load import open_run
+from gancr.inference.strength import InputImage, StrengthBlend, check_alpha, load_alpha_reference
+from gancr.inference.tiling import tiled_forward
 
-__all__ = ["fastest_precision", "load_generator", "load_content_net", "resolve_weights_path", "stylize",
-           "stylize_tensor"]
-
-
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor] | None, dict[str, Tensor]]:
-    """(spec, generator state, EMA state or None, content-net state) from a weights file."""
-    run = read_run(path)
-    return run.spec, run.generator, run.ema, run.content_net
-
-
-def _inference_spec(spec_data: dict[str, Any]) -> Any:
-    """The stored spec, validated; for inference only its model has to validate.
-
-    Losses and the balancer are for training: a run trained with a loss that only a plugin
-    (or the training script) registered still loads where that plugin is not installed;
-    its losses are then left at their defaults. A model that does not validate is an error.
-    """
-    from gancr.errors import SpecError
-    from gancr.spec import load_spec
-
-    try:
-        return load_spec(spec_data)
-    except SpecError:
-        if not isinstance(spec_data, dict):
-            raise
-        reduced = {k: v for k, v in spec_data.items() if k != "losses"}
-        if isinstance(reduced.get("training"), dict):
-            reduced["training"] = {k: v for k, v in reduced["training"].items() if k != "balancer"}
-        try:
-            return load_spec(reduced)
-        except SpecError:
-            pass
-        raise
-
-
-def _load(module: nn.Module, state: dict[str, Tensor], what: str, path: Path) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: the {what} weights do not match its spec: {str(exc).splitlines()[0]}") from None
-
-
-def load_generator(path: str | os.PathLike[str], *, ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
-    """The trained generator of a run, in eval mode, with its spec as ``.spec``.
-
-    Args:
-        path: a run directory, its ``generator.safetensors``, or a checkpoint file.
-        ema: use the EMA weights when the run kept them (the default for inference).
-        device: where to put it.
-    """
-    from gancr.builder import build_generator
-
-    file = resolve_weights_path(path)
-    spec_data, gen_state, ema_state, _ = _read(file)
-    spec = _inference_spec(spec_data)
-    generator = build_generator(spec.model.generator)
-    _load(generator, ema_state if (ema and ema_state) else gen_state, "generator", file)
-    generator.spec = spec  # type: ignore[assignment]
-    generator.weights_path = file  # type: ignore[assignment]
-    generator.uses_ema = bool(ema and ema_state)  # type: ignore[assignment]
-    return generator.to(device).eval()
-
-
-def load_content_net(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
-    """The trained content-retention net of a run (for reconstructions and feature distances)."""
-    from gancr.builder import build_content_net, build_generator
-
-    file = resolve_weights_path(path)
-    spec_data, gen_state, _, content_state = _read(file)
-    if not content_state:
-        raise CheckpointError(f"{file} holds no content-net weights")
-    spec = _inference_spec(spec_data)
-    generator = build_generator(spec.model.generator)
-    _load(generator, gen_state, "generator", file)
-    net = build_content_net(spec, generator.encoder)
-    _load(net, content_state, "content net", file)
-    return net.to(device).eval()
+__all__ = ["fastest_precision", "stylize", "stylize_tensor"]
 
 
 @torch.no_grad()
@@ -112,14 +35,15 @@ def stylize_tensor(
     """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size; same shape out.
 
     Args:
-        generator: a generator (:func:`load_generator`).
+        generator: a generator (:func:`~gancr.inference.load_generator`).
         image: the image(s).
         alpha: strength, from 0 (``content_net``'s reconstruction) to 1 (full style; the
-            default); see :mod:`gancr.strength` for how the two are blended.
+            default); see :mod:`gancr.inference.strength` for how the two are blended.
         content_net: the ``alpha=0`` end, needed when ``alpha < 1``: the run's content net
-            (:func:`load_content_net`), or ``gancr.strength.InputImage()`` for the input.
+            (:func:`~gancr.inference.load_content_net`), or ``gancr.inference.InputImage()`` for
+            the input.
         tile: run in tiles of this many pixels (bounded memory for big images; the output
-            then stays on the input's device); see :mod:`gancr.tiling`.
+            then stays on the input's device); see :mod:`gancr.inference.tiling`.
         overlap: least overlap of neighbouring tiles (default: an eighth of the tile, at least 32,
             at most a quarter).
         stats_tiles: when tiling, estimate instance/group-norm statistics from this many
@@ -128,13 +52,11 @@ def stylize_tensor(
         precision: ``fp32``, or ``bf16`` (autocast; on CUDA it may or may not be faster for a
             given model: :func:`fastest_precision` measures it).
     """
-    from gancr.strength import StrengthBlend, check_alpha
-
     alpha = check_alpha(alpha)
     if alpha < 1.0 and content_net is None:
         raise GancrError(
             f"stylize: alpha {alpha:g} blends with the content net's reconstruction: pass content_net= "
-            "(gancr.load_content_net(run)), or gancr.strength.InputImage() to blend with the input image"
+            "(gancr.load_content_net(run)), or gancr.inference.InputImage() to blend with the input image"
         )
     single = image.dim() == 3
     x = image[None] if single else image
@@ -156,8 +78,6 @@ def stylize_tensor(
         raise GancrError(f"stylize: precision must be fp32 or bf16, got {precision!r}")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if tile is not None:
-        from gancr.tiling import tiled_forward
-
         with autocast:
             y = tiled_forward(module, x.to(torch.float32), tile, overlap, stats_tiles=stats_tiles)
     else:
@@ -200,8 +120,6 @@ def fastest_precision(generator: nn.Module, image: Tensor, candidates: Sequence[
 
 def _inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
     """(file, relative output path) for each image in the given files and folders."""
-    from gancr.data import is_image_name, resolve_source
-
     pairs: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
@@ -259,25 +177,22 @@ def stylize(
         precision: ``fp32``, ``bf16``, or ``auto``: on CUDA the faster of the two for this
             model, measured on the first image (channels-last weights there); fp32 on the CPU.
     """
-    from gancr.strength import check_alpha
-    from gancr.devices import resolve_device
-
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
+    run = None
     if generator is None:
         if checkpoint is None:
             raise GancrError("stylize: give a checkpoint (a run directory or weights file) or a generator")
-        generator = load_generator(checkpoint, ema=ema, device=dev)
+        run = open_run(checkpoint)  # read once: the generator and the content net both come from it
+        generator = run.generator(ema=ema, device=dev)
     if alpha < 1.0 and content_net is None:
         import warnings
 
-        from gancr.strength import InputImage, load_alpha_reference
-
-        source = checkpoint if checkpoint is not None else getattr(generator, "weights_path", None)
+        source = run or checkpoint or getattr(generator, "weights_path", None)
         if source is None:
             raise GancrError(
                 "stylize: alpha < 1 needs the content net: pass checkpoint= or content_net= "
-                "(or gancr.strength.InputImage() to blend with the input image)"
+                "(or gancr.inference.InputImage() to blend with the input image)"
             )
         content_net = load_alpha_reference(source, device=dev)
         if isinstance(content_net, InputImage):
@@ -300,8 +215,6 @@ def stylize(
 
     if isinstance(inputs, Tensor):
         return stylize_tensor(generator, inputs, precision=pick(inputs), **options)
-    from gancr.data import load_alpha, load_image, save_image
-
     if out_dir is None:
         raise GancrError("stylize: give out_dir for file inputs")
     items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))

@@ -1,0 +1,28 @@
+"""Using a trained run: load it (read once), stylise images of any size, strength, tiling, export.
+
+- :mod:`~gancr.inference.load`: :func:`open_run`, :func:`load_generator`, :func:`load_content_net`;
+- :mod:`~gancr.inference.stylize`: :func:`stylize`, :func:`stylize_tensor`, :func:`fastest_precision`;
+- :mod:`~gancr.inference.strength`: ``alpha`` between the content net's reconstruction and the style;
+- :mod:`~gancr.inference.tiling`: big images in overlapping tiles, in bounded memory;
+- :mod:`~gancr.inference.export`: the generator alone as ONNX, TorchScript or safetensors.
+"""
+
+from gancr.inference.load import Run, load_content_net, load_generator, open_run
+from gancr.inference.strength import InputImage, alpha_plan, check_alpha, load_alpha_reference
+from gancr.inference.stylize import fastest_precision, stylize, stylize_tensor
+from gancr.runs import resolve_weights_path
+
+__all__ = [
+    "Run",
+    "open_run",
+    "load_generator",
+    "load_content_net",
+    "resolve_weights_path",
+    "stylize",
+    "stylize_tensor",
+    "fastest_precision",
+    "InputImage",
+    "alpha_plan",
+    "check_alpha",
+    "load_alpha_reference",
+]
