@@ -33,7 +33,7 @@ timeout 110 python3 -m pytest -q -m cuda tests/test_cuda.py -k "not compiled" -p
 bench() {  # name timeout args...
   local name=$1 limit=$2; shift 2
   elapsed "speed: $name"
-  timeout "$limit" python3 -m gancr.speed --json "$OUT/$name.json" --warmup 3 --repeats 4 --steps 5 "$@" 2>&1 \
+  timeout "$limit" python3 -m gancr.bench.speed --json "$OUT/$name.json" --warmup 3 --repeats 4 --steps 5 "$@" 2>&1 \
     | grep -v "Warning\|warn(" | tail -n 12
 }
 S=256

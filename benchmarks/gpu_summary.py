@@ -1,4 +1,4 @@
-"""One table from the JSON files that ``gancr bench speed --json`` (gancr.speed) writes."""
+"""One table from the JSON files that ``gancr bench speed --json`` (gancr.bench.speed) writes."""
 
 import json
 import sys

@@ -2,12 +2,12 @@
 
     python benchmarks/speed.py --spec examples/cyclegan_like.yaml --device cpu --batch 1 --size 128
 
-is the same as ``gancr bench speed ...``; see gancr/speed.py and docs/performance.md.
+is the same as ``gancr bench speed ...``; see gancr/bench/speed.py and docs/performance.md.
 """
 
 import sys
 
-from gancr.speed import main
+from gancr.bench.speed import main
 
 if __name__ == "__main__":
     sys.exit(main())

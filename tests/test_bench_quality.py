@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gancr import bench
-from gancr.bench import _scale_stages, prepare_spec
+from gancr.bench.quality import _scale_stages, prepare_spec
 from gancr.cli import build_parser, main
 
 

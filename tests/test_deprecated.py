@@ -25,6 +25,7 @@ MODULE_SHIMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "gancr.tiling": ("gancr.inference.tiling", (
         "TileLayout", "tile_layout", "axis_windows", "frozen_norm_stats", "tile_statistics", "tiled_forward",
         "DEFAULT_STATS_TILES", "default_overlap", "reduction_of")),
+    "gancr.speed": ("gancr.bench.speed", ("bench_speed", "find_reference", "format_table", "PEAK_BF16", "main")),
     "gancr.export": ("gancr.inference.export", (
         "FORMATS", "DEFAULT_OPSET", "ExportableGenerator", "ExportResult", "export_generator", "export_onnx",
         "export_torchscript", "export_safetensors", "min_input_size")),

@@ -1,12 +1,5 @@
-"""``gancr bench``: benchmarks, each a sub-subcommand (``gancr bench quality``, ...).
+"""``gancr bench quality``: the known-target benchmark.
 
-A benchmark is one entry of :data:`BENCHMARKS`: ``(name, help, add_arguments, run)``, where
-``add_arguments(parser)`` adds its options to its own ``argparse`` parser and ``run(args)``
-returns the exit status. Adding one is a one-line edit of that list; keep ``add_arguments``
-cheap to import (no torch at module level), since ``gancr --help`` builds every parser.
-
-``gancr bench quality`` — the known-target benchmark
-----------------------------------------------------
 Trains each spec (default: gancr's ``examples/quickstart.yaml`` and the CycleGAN-like
 baseline ``examples/cyclegan_like.yaml``) unpaired on ``builtin:photos`` against
 ``builtin:cartoon``, one after the other in one process, with the *same* number of steps,
@@ -48,14 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from gancr.errors import GancrError
+from gancr.text import text_table
 
 __all__ = [
-    "BENCHMARKS",
     "DEFAULT_SPECS",
     "bench_quality",
     "prepare_spec",
     "quality_table",
     "quality_markdown",
+    "add_arguments",
+    "run",
 ]
 
 #: The specs ``gancr bench quality`` compares by default: gancr's method, then the baseline.
@@ -394,9 +389,7 @@ def _notes(result: dict[str, Any]) -> list[str]:
 def quality_table(result: dict[str, Any]) -> str:
     """The benchmark's table as text: one row per spec, then the notes."""
     header, rows = _rows(result)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    return "\n".join(lines + ["", *_notes(result)])
+    return "\n".join(text_table(header, rows) + ["", *_notes(result)])
 
 
 def quality_markdown(result: dict[str, Any]) -> str:
@@ -412,7 +405,8 @@ def quality_markdown(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def add_quality_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``gancr bench quality``."""
     p.add_argument("--spec", dest="specs", nargs="+", default=list(DEFAULT_SPECS), metavar="SPEC",
                    help="specs to compare, gancr's first (default: %(default)s)")
     p.add_argument("--steps", type=int, metavar="N", default=DEFAULT_STEPS, help="training steps of every spec (default: %(default)s)")
@@ -431,7 +425,8 @@ def add_quality_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show training progress bars")
 
 
-def run_quality(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``gancr bench quality``: train, score, print the table (and write JSON/Markdown)."""
     from gancr.evaluation import parse_encoder, write_json
 
     import shlex
@@ -455,38 +450,3 @@ def run_quality(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(quality_markdown(result) + "\n", encoding="utf-8")
         print(f"wrote {args.markdown}", file=sys.stderr)
     return 0
-
-
-def add_speed_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``gancr bench speed`` (the benchmark itself is gancr.speed, which imports torch)."""
-    p.add_argument("--spec", required=True, help="a spec file (benchmarks/reference_<stem>.py is its reference)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--reference", default=None, help="a reference module with make_step(device)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=5, help="steps per timing")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--latency-sizes", default="512,1024", help="comma-separated; empty for none")
-    p.add_argument("--latency-modes", default=None,
-                   help="comma-separated among fp32, bf16, compiled (default: all three on CUDA, fp32 on the CPU)")
-    p.add_argument("--reference-modes", default="plain,matched",
-                   help="hand-written variants: plain (fp32 eager, default optimiser) and/or matched "
-                        "(gancr's precision, channels_last, compile and optimiser)")
-    p.add_argument("--json", default=None, help="also write the figures to this file")
-
-
-def run_speed(args: argparse.Namespace) -> int:
-    from gancr.speed import run
-
-    return run(args)
-
-
-#: The benchmarks of ``gancr bench``: (name, help, add_arguments(parser), run(args) -> exit status).
-BENCHMARKS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = [
-    ("quality", "known-target quality: train gancr's spec and a baseline, score G(x) against true cartoons",
-     add_quality_arguments, run_quality),
-    ("speed", "training-step speed against a hand-written PyTorch reference, and inference latency",
-     add_speed_arguments, run_speed),
-]
