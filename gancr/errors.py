@@ -11,6 +11,7 @@ __all__ = [
     "BuildError",
     "CheckpointError",
     "DataError",
+    "TrainingError",
 ]
 
 
@@ -59,3 +60,7 @@ class CheckpointError(GancrError):
 
 class DataError(GancrError, ValueError):
     """A user-facing data problem: a missing folder, no images, an unreadable file."""
+
+
+class TrainingError(GancrError):
+    """Training cannot go on (e.g. losses stayed non-finite); earlier checkpoints are intact."""

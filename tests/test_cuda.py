@@ -35,7 +35,7 @@ def _steps(trainer, n=3):
     x = torch.rand(4, 3, 64, 64, device="cuda")
     s = torch.rand(4, 3, 64, 64, device="cuda")
     before = [p.detach().clone() for p in trainer.generator.parameters()]
-    metrics = [trainer.train_step(trainer._to_device(x), trainer._to_device(s)) for _ in range(n)]
+    metrics = [trainer.train_step(trainer.to_device(x), trainer.to_device(s)) for _ in range(n)]
     moved = any(not torch.equal(b, p) for b, p in zip(before, trainer.generator.parameters()))
     return metrics, moved
 

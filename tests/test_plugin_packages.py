@@ -117,7 +117,7 @@ def test_patchnce_and_diffaug_on_cuda(tmp_path, precision):
     trainer = Trainer(spec, tmp_path / "run", quiet=True)
     heads = params(trainer.losses.content[0][1].heads)
     x, s = torch.rand(2, 3, 64, 64, device="cuda"), torch.rand(2, 3, 64, 64, device="cuda")
-    metrics = [trainer.train_step(trainer._to_device(x), trainer._to_device(s)) for _ in range(3)]
+    metrics = [trainer.train_step(trainer.to_device(x), trainer.to_device(s)) for _ in range(3)]
     assert all(m["skipped"] == 0 for m in metrics)
     assert all(torch.isfinite(torch.tensor(m["loss/content/patchnce"])) for m in metrics[1:])
     assert changed(heads, trainer.losses.content[0][1].heads)

@@ -69,7 +69,7 @@ def _gancr_step(spec_path: str, device: torch.device, batch: int, size: int, ove
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.rand(batch, 3, size, size, generator=g).to(device)
     s = torch.rand(batch, 3, size, size, generator=g).to(device)
-    x, s = trainer._to_device(x), trainer._to_device(s)
+    x, s = trainer.to_device(x), trainer.to_device(s)
     first = trainer.step
 
     def step() -> Any:

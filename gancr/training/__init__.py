@@ -1,5 +1,14 @@
-"""The two-stage multi-task trainer, its balancers' wiring, checkpoints and run files."""
+"""The two-stage multi-task trainer.
 
-from gancr.training.trainer import FitResult, Trainer, TrainingError
+- :mod:`~gancr.training.trainer`: :class:`Trainer` (set-up, the loop, samples, checkpoints);
+- :mod:`~gancr.training.step`: one step's losses and updates;
+- :mod:`~gancr.training.runlog`: ``metrics.jsonl``, TensorBoard, the progress bar;
+- :mod:`~gancr.training.checkpoint`: the random states a checkpoint holds;
+- :mod:`~gancr.training.parts`: optimisers, schedules, EMA, the image pool;
+- :mod:`~gancr.training.distributed`: data-parallel training under ``torchrun``.
+"""
+
+from gancr.errors import TrainingError
+from gancr.training.trainer import FitResult, Trainer
 
 __all__ = ["Trainer", "FitResult", "TrainingError"]

@@ -19,8 +19,6 @@ function of the step, so a resumed run reproduces a straight one bit for bit on 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import random
 import signal
 import threading
@@ -35,33 +33,28 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gancr._torch_compat import fused_step_unless
 from gancr.builder import build, build_losses
-from gancr.components.base import LossContext, StyleBatch
 from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
 from gancr.errors import CheckpointError, GancrError
 from gancr.plugins import call_hook
-from gancr.spec import Spec, StageSpec, load_spec
 from gancr.runs import (
     atomic_write_text,
     checkpoint_path,
-    latest_checkpoint,
     list_checkpoints,
     load_latest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
     save_generator,
 )
+from gancr.spec import Spec, load_spec
 from gancr.training.checkpoint import get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
-from gancr.training.parts import EMA, ImagePool, lr_factor, make_optimizer
+from gancr.training.parts import EMA, ImagePool, make_optimizer
+from gancr.training.runlog import RunLog, trim_metrics
+from gancr.training.step import TrainingStep
 from gancr.trio import Losses, Trio
 
-__all__ = ["Trainer", "FitResult", "TrainingError"]
-
-
-class TrainingError(GancrError):
-    """Training cannot go on (e.g. losses stayed non-finite); earlier checkpoints are intact."""
+__all__ = ["Trainer", "FitResult"]
 
 
 @dataclass
@@ -120,7 +113,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-class Trainer:
+class Trainer(TrainingStep):
     """Trains the trio of a spec; writes a run directory.
 
     Args:
@@ -238,7 +231,6 @@ class Trainer:
             self._device_augment = DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip)
             self._device_augment_style = DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip, d.style_hue)
         self._samples: Tensor | None = None
-        self._tensorboard: Any = None
         self.resumed_from: Path | None = None
         if resume:
             self._restore()
@@ -276,257 +268,12 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         return autocast(self.device, self.precision)
 
-    def _to_device(self, x: Tensor) -> Tensor:
+    def to_device(self, x: Tensor) -> Tensor:
+        """A batch on the training device, in the trio's memory format."""
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
-
-    # ------------------------------------------------------------------------------------
-    # losses of one step
-    # ------------------------------------------------------------------------------------
-
-    def _generate(self, x: Tensor) -> Tensor:
-        if self.generator_checkpointing and torch.is_grad_enabled():
-            from torch.utils.checkpoint import checkpoint
-
-            return checkpoint(self._g_forward, x, use_reentrant=False)
-        return self._g_forward(x)
-
-    def generator_losses(self, x: Tensor, s: Tensor, stage: StageSpec) -> dict[str, Any]:
-        """The generator side of one step, without updating anything.
-
-        Returns a dict with tensors ``fake`` (``G(x)``), ``style`` (``L_g``), ``content``
-        (``L_c(x, G(x))``, joint stages only), ``reconstruction`` (``L_c(x, C(x))``),
-        ``objective`` (what the generator side minimises), per-term tensors under their
-        labels, and the balancer's ``weights``.
-        """
-        with self._autocast():
-            fake = self._generate(x)
-            batch = StyleBatch(s, fake, self._d_forward)
-            out: dict[str, Any] = {"fake": fake}
-            style = torch.zeros((), device=self.device)
-            for label, (w, loss) in zip(self.style_labels, self.losses.style):
-                value = loss.generator_loss(batch)
-                if value is not None:
-                    out[label] = value
-                    style = style + w * value.float()
-            out["style"] = style
-
-            reconstruction = torch.zeros((), device=self.device)
-            context = LossContext(content_net=self.content_net)
-            if self.train_content_net:
-                recon = self._c_forward(x)
-                for label, (w, loss) in zip(self.reconstruction_labels, self.losses.reconstruction):
-                    value = loss(x, recon, context)
-                    out[label] = value
-                    reconstruction = reconstruction + w * value.float()
-                out["recon"] = recon
-            out["reconstruction"] = reconstruction
-
-            if stage.name == "joint":
-                content = torch.zeros((), device=self.device)
-                for label, (w, loss) in zip(self.content_labels, self.losses.content):
-                    value = loss(x, fake, context)
-                    out[label] = value
-                    content = content + w * value.float()
-                out["content"] = content
-                combined, weights = self.losses.balancer.combine(
-                    content, style, w_c=stage.w_c, w_g=stage.w_g,
-                    last_layer=self.generator.last_layer, step=self.step,
-                )
-            else:
-                combined, weights = stage.w_g * style, {"w_c": 0.0, "w_g": float(stage.w_g)}
-        out["objective"] = combined + reconstruction
-        out["weights"] = weights
-        return out
-
-    def discriminator_loss(self, s: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``L_D`` on real style images ``s`` and (detached) fakes, with its terms."""
-        with self._autocast():
-            batch = StyleBatch(s, fake, self._d_forward)
-            total = torch.zeros((), device=self.device)
-            terms: dict[str, Tensor] = {}
-            for label, (w, loss) in zip(self.style_labels, self.losses.style):
-                value = loss.discriminator_loss(batch)
-                if value is not None:
-                    terms[label + "/d"] = value
-                    total = total + w * value.float()
-        return total, terms
-
-    # ------------------------------------------------------------------------------------
-    # one step
-    # ------------------------------------------------------------------------------------
-
-    def _set_lr(self) -> dict[str, float]:
-        factor = lr_factor(self.spec.training.schedule, self.step, self.total_steps)
-        lrs = {}
-        for name, opt in self.optimizers.items():
-            lr = self.base_lr[name] * factor
-            for group in opt.param_groups:
-                group["lr"] = lr
-            lrs[f"lr/{name}"] = lr
-        return lrs
-
-    def _update(self, names: list[str], loss: Tensor, bad: Tensor | None = None) -> None:
-        """Backward, average gradients across processes, clip, and step the named optimisers.
-
-        ``bad`` (a 0-dim bool tensor on the device) makes the fused optimisers skip the
-        update on the device (their ``found_inf``), so the step needs no host sync.
-        """
-        opts = [self.optimizers[n] for n in names]
-        self.scaler.scale(loss).backward()
-        stepped = False
-        clip = self.spec.training.grad_clip
-        for opt in opts:
-            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            if not params:
-                continue
-            self.dist.average_gradients(params)
-            if clip is not None:
-                self.scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            if bad is not None:
-                fused_step_unless(opt, bad)
-            else:
-                self.scaler.step(opt)
-            stepped = True
-        # one update per step of the optimisers (a scaler refuses two steps of one optimiser
-        # without an update between them, e.g. d_steps > 1), none when nothing stepped
-        if stepped and bad is None:
-            self.scaler.update()
-
-    def _skips_on_device(self) -> bool:
-        """Whether non-finite steps are skipped on the device (fused optimisers, no scaler).
-
-        Then a step has a single host sync, at its end; otherwise the losses are read before
-        the updates, so that a non-finite step can be skipped from the host.
-        """
-        return not self.scaler.is_enabled() and all(
-            opt.defaults.get("fused") for opt in self.optimizers.values()
-        )
-
-    def _nonfinite(self, values: dict[str, float], where: str) -> bool:
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        if not bad:
-            return False
-        self.nonfinite += 1
-        what = ", ".join(f"{k}={v}" for k, v in bad.items())
-        limit = self.spec.training.max_nonfinite_steps
-        if self.nonfinite >= limit:
-            last = latest_checkpoint(self.out_dir / "checkpoints")
-            kept = f"the last checkpoint, {last}, is intact" if last else "no checkpoint was written yet"
-            raise TrainingError(
-                f"stopped at step {self.step + 1}: {self.nonfinite} consecutive steps had non-finite "
-                f"losses (last, {where}: {what}); {kept}. Lower the learning rates, add grad_clip, "
-                "or check the data."
-            )
-        warnings.warn(
-            f"step {self.step + 1}: skipped, non-finite {where} loss ({what}); "
-            f"{self.nonfinite} of {limit} allowed in a row",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return True
-
-    def train_step(self, x: Tensor, s: Tensor) -> dict[str, float]:
-        """One step at ``self.step`` (generator side, then the discriminator); returns metrics.
-
-        A step whose losses are not all finite changes nothing (weights, optimiser states,
-        EMA, balancer state) and is reported afterwards; see :meth:`_nonfinite`.
-        """
-        stage = self.spec.training.stages[self.stage_index(self.step)]
-        lrs = self._set_lr()
-        self.generator.train()
-        self.content_net.train()
-        self.loss_modules.train()
-        on_device = self._skips_on_device()
-
-        # -- generator and content net --
-        self.discriminator.requires_grad_(False)
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        # the losses may update their own state (gradnorm's norms, constraint's lambda):
-        # a skipped step must leave none of it behind
-        loss_buffers = [b.clone() for b in self.loss_modules.buffers()]
-        parts = self.generator_losses(x, s, stage)
-        scalar_keys = [k for k, v in parts.items() if isinstance(v, Tensor) and v.dim() == 0]
-        g_stacked = self.dist.average(torch.stack([parts[k].detach().float() for k in scalar_keys]))
-        g_bad = ~torch.isfinite(g_stacked).all()
-        if on_device:
-            skipped = False  # known at the end of the step
-            self._update(["generator", "content_net"], parts["objective"], bad=g_bad)
-        else:
-            values = dict(zip(scalar_keys, g_stacked.tolist()))
-            skipped = self._nonfinite(values, "generator/content-net")
-            if not skipped:
-                self._update(["generator", "content_net"], parts["objective"])
-        if not skipped:
-            if self.ema is not None:
-                start = self.spec.training.ema.start_step
-                self.ema.update(self.generator, decay=0.0 if self.step < start else None,
-                                skip=g_bad if on_device else None)
-            if on_device:
-                with torch.no_grad():
-                    for buffer, saved in zip(self.loss_modules.buffers(), loss_buffers):
-                        buffer.copy_(torch.where(g_bad, saved, buffer))
-        else:
-            with torch.no_grad():
-                for buffer, saved in zip(self.loss_modules.buffers(), loss_buffers):
-                    buffer.copy_(saved)
-
-        # -- discriminator --
-        d_keys: list[str] = []
-        d_stacked: Tensor | None = None
-        d_values: dict[str, float] = {}
-        d_skipped = False
-        if self.adversarial and not skipped:
-            self.discriminator.requires_grad_(True)
-            fake = parts["fake"].detach()
-            fake = self.pool.query(fake.nan_to_num() if on_device else fake)
-            real = s.detach().requires_grad_(True) if self.needs_real_grad else s
-            for _ in range(self.spec.training.d_steps):
-                self.optimizers["discriminator"].zero_grad(set_to_none=True)
-                d_total, d_terms = self.discriminator_loss(real, fake)
-                d_keys = ["discriminator", *d_terms]
-                d_stacked = self.dist.average(
-                    torch.stack([d_total.detach(), *[v.detach().float() for v in d_terms.values()]]))
-                if on_device:
-                    self._update(["discriminator"], d_total, bad=g_bad | ~torch.isfinite(d_stacked).all())
-                else:
-                    d_values = dict(zip(d_keys, d_stacked.tolist()))
-                    d_skipped = self._nonfinite(d_values, "discriminator")
-                    if d_skipped:
-                        break
-                    self._update(["discriminator"], d_total)
-        if on_device:  # the step's one host sync: every logged value at once
-            flat = torch.cat([g_stacked, d_stacked if d_stacked is not None else g_stacked[:0]]).tolist()
-            values = dict(zip(scalar_keys, flat[: len(scalar_keys)]))
-            d_values = dict(zip(d_keys, flat[len(scalar_keys):]))
-            skipped = self._nonfinite(values, "generator/content-net")
-            d_skipped = not skipped and bool(d_values) and self._nonfinite(d_values, "discriminator")
-        if not skipped and not d_skipped:
-            self.nonfinite = 0
-
-        metrics: dict[str, float] = {
-            "step": self.step + 1,
-            "stage": self.stage_index(self.step) + 1,
-            "loss/generator": values.get("objective", float("nan")),
-            "loss/style": values.get("style", float("nan")),
-            "loss/reconstruction": values.get("reconstruction", float("nan")),
-        }
-        if "content" in values:
-            metrics["loss/content"] = values["content"]
-        if d_values:
-            metrics["loss/discriminator"] = d_values["discriminator"]
-        for k, v in {**values, **d_values}.items():
-            if "/" in k:
-                metrics[f"loss/{k}"] = v
-        metrics.update({f"weight/{k}": float(v) for k, v in parts["weights"].items()})
-        metrics.update(lrs)
-        metrics["skipped"] = float(skipped or d_skipped)
-        self.step += 1
-        return metrics
 
     # ------------------------------------------------------------------------------------
     # the loop
@@ -547,7 +294,7 @@ class Trainer:
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
-            self._trim_metrics()
+            trim_metrics(self.out_dir, self.step)
         stop = self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps)
         loader = torch.utils.data.DataLoader(
             self.dataset,
@@ -561,10 +308,9 @@ class Trainer:
         last_ckpt: Path | None = None
         generator_path: Path | None = None
         current_stage = -1
-        bar = self._progress_bar() if main else None
+        log = RunLog(self.out_dir, t, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
         previous_handler = self._install_sigint()
         rate: float | None = None
-        log = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
         try:
             tick = time.perf_counter()
             for batch in loader:
@@ -574,12 +320,11 @@ class Trainer:
                     stage = t.stages[stage_i]
                     if main:
                         call_hook("gancr_on_stage_start", trainer=self, stage=stage, stage_index=stage_i)
-                    if bar is not None:
-                        bar.set_description(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
-                x, s = self._to_device(batch["content"]), self._to_device(batch["style"])
+                    log.stage(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
+                x, s = self.to_device(batch["content"]), self.to_device(batch["style"])
                 if self._device_augment is not None:
-                    x = self._to_device(self._device_augment(x))
-                    s = self._to_device(self._device_augment_style(s))
+                    x = self.to_device(self._device_augment(x))
+                    s = self.to_device(self._device_augment_style(s))
                 metrics = self.train_step(x, s)
                 now = time.perf_counter()
                 step_rate = t.batch_size / max(now - tick, 1e-9)
@@ -589,13 +334,9 @@ class Trainer:
                 metrics["time"] = time.time()
                 if main:
                     if self.step % t.log_every == 0 or self.step == stop:
-                        log.write(json.dumps(metrics) + "\n")
-                        log.flush()
-                        self._log_tensorboard(metrics)
+                        log.write(metrics)
                     call_hook("gancr_on_step_end", trainer=self, step=self.step, metrics=metrics)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix_str(self._postfix(metrics, rate))
+                    log.advance(metrics, rate)
                     if self.step % t.sample_every == 0:
                         self.save_samples()
                 if self.step % t.checkpoint.every == 0 and self.step < stop:
@@ -613,12 +354,7 @@ class Trainer:
             self.dist.barrier()
         finally:
             self._restore_sigint(previous_handler)
-            if log is not None:
-                log.close()
-            if bar is not None:
-                bar.close()
-            if self._tensorboard is not None:
-                self._tensorboard.close()
+            log.close()
         return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path)
 
     def _should_stop(self) -> bool:
@@ -651,54 +387,6 @@ class Trainer:
             signal.signal(signal.SIGINT, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
 
-    def _progress_bar(self) -> Any:
-        if self.quiet:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps),
-                    initial=self.step, dynamic_ncols=True, unit="step")
-
-    @staticmethod
-    def _postfix(metrics: dict[str, float], rate: float | None) -> str:
-        parts = [f"G {metrics['loss/generator']:.3f}"]
-        if "loss/content" in metrics:
-            parts.append(f"content {metrics['loss/content']:.3f}")
-        parts.append(f"rec {metrics['loss/reconstruction']:.3f}")
-        if "loss/discriminator" in metrics:
-            parts.append(f"D {metrics['loss/discriminator']:.3f}")
-        if rate is not None:
-            parts.append(f"{rate:.1f} img/s")
-        return ", ".join(parts)
-
-    def _log_tensorboard(self, metrics: dict[str, float]) -> None:
-        if not self.spec.training.tensorboard:
-            return
-        if self._tensorboard is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self.spec.training.tensorboard = False
-                return
-            self._tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
-        for key, value in metrics.items():
-            if key not in ("step", "time") and math.isfinite(value):
-                self._tensorboard.add_scalar(key, value, int(metrics["step"]))
-
-    def _trim_metrics(self) -> None:
-        """Drop logged steps after the resumed checkpoint so metrics.jsonl stays consistent."""
-        path = self.out_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= self.step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
-
     # ------------------------------------------------------------------------------------
     # outputs
     # ------------------------------------------------------------------------------------
@@ -723,7 +411,7 @@ class Trainer:
                 samples = torch.nn.functional.interpolate(samples.float() / 255, size=(size, size),
                                                           mode="bilinear", antialias=True, align_corners=False)
             self._samples = samples
-        x = self._to_device(self._samples)
+        x = self.to_device(self._samples)
         gen = self.inference_generator()
         with eval_mode(gen, self.content_net), self._autocast():
             rows = torch.stack([x, self.content_net(x).float(), gen(x).float()], dim=1)

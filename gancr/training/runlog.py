@@ -1,0 +1,99 @@
+"""What a run reports while it trains: ``metrics.jsonl``, TensorBoard scalars, the progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from gancr.runs import atomic_write_text
+
+__all__ = ["RunLog", "postfix", "trim_metrics"]
+
+
+class RunLog:
+    """The run's log for one :meth:`~gancr.training.Trainer.fit`; nothing at all when not ``enabled``
+    (processes other than rank 0).
+
+    Args:
+        out_dir: the run directory (``metrics.jsonl`` and ``tensorboard/`` go there).
+        training: the spec's ``training`` section (``tensorboard`` is switched off in it when
+            TensorBoard is not installed, so the saved spec says what was written).
+        enabled: whether this process logs.
+        quiet: no progress bar.
+        total, initial: the progress bar's last and first step.
+    """
+
+    def __init__(self, out_dir: Path, training: Any, *, enabled: bool, quiet: bool, total: int, initial: int):
+        self.out_dir, self.training, self.enabled = out_dir, training, enabled
+        self.bar: Any = None
+        if enabled and not quiet:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, unit="step")
+        self.file = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if enabled else None
+        self.tensorboard: Any = None
+
+    def stage(self, text: str) -> None:
+        """Show the stage on the progress bar."""
+        if self.bar is not None:
+            self.bar.set_description(text)
+
+    def write(self, metrics: dict[str, float]) -> None:
+        """Append one step's metrics to ``metrics.jsonl`` (and TensorBoard, when installed)."""
+        if self.file is None:
+            return
+        self.file.write(json.dumps(metrics) + "\n")
+        self.file.flush()
+        if not self.training.tensorboard:
+            return
+        if self.tensorboard is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.training.tensorboard = False
+                return
+            self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
+        for key, value in metrics.items():
+            if key not in ("step", "time") and math.isfinite(value):
+                self.tensorboard.add_scalar(key, value, int(metrics["step"]))
+
+    def advance(self, metrics: dict[str, float], rate: float | None) -> None:
+        """One step more on the progress bar, with its losses and the throughput."""
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(postfix(metrics, rate))
+
+    def close(self) -> None:
+        for thing in (self.file, self.bar, self.tensorboard):
+            if thing is not None:
+                thing.close()
+
+
+def postfix(metrics: dict[str, float], rate: float | None) -> str:
+    """``G 0.812, content 0.104, rec 0.051, D 0.498, 12.3 img/s``: the progress bar's text."""
+    parts = [f"G {metrics['loss/generator']:.3f}"]
+    if "loss/content" in metrics:
+        parts.append(f"content {metrics['loss/content']:.3f}")
+    parts.append(f"rec {metrics['loss/reconstruction']:.3f}")
+    if "loss/discriminator" in metrics:
+        parts.append(f"D {metrics['loss/discriminator']:.3f}")
+    if rate is not None:
+        parts.append(f"{rate:.1f} img/s")
+    return ", ".join(parts)
+
+
+def trim_metrics(out_dir: Path, step: int) -> None:
+    """Drop logged steps after ``step`` (a resumed checkpoint's) so ``metrics.jsonl`` stays consistent."""
+    path = out_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
