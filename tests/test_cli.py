@@ -128,7 +128,10 @@ def test_describe_an_unknown_component(capsys):
 def test_validate_a_good_spec(capsys, spec_file):
     code, out, err = run(capsys, "validate", str(spec_file))
     assert code == 0 and err == ""
-    (line,) = out.splitlines()
+    line, *checks = out.splitlines()
+    assert any(c.startswith("  ok trio: generator") for c in checks)
+    assert any(c.startswith("  ok data.style: builtin:cartoon: 3 image(s)") for c in checks)
+    assert any(c.startswith("  not checked: ") for c in checks)
     assert line.startswith(f"{spec_file}: valid. generator conv>resblocks>upsample_conv; content net conv>upsample_conv;")
     assert "discriminator patchgan; content l1; style lsgan; balancer fixed; stages separate 200, joint 800" in line
     assert line.endswith("M parameters")
@@ -165,7 +168,7 @@ def test_validate_reports_bad_overrides_files_and_builds(capsys, spec_file, tmp_
     code, _, err = run(capsys, "validate", str(broken))
     assert code == 2 and str(broken) in err and "not valid YAML" in err
     code, _, err = run(capsys, "validate", str(spec_file), "--set", "model.generator.neck.in_channels=256")
-    assert code == 2 and "gancr validate: error: model.generator: neck 'resblocks'" in err
+    assert code == 2 and f"{spec_file}: 1 problem(s) train would stop at:\n  trio: model.generator: neck 'resblocks'" in err
     assert "expects 256 input channels" in err and "Traceback" not in err
     code, _, err = run(capsys, "validate", str(spec_file), "--set", "requires=[gancr-no-such-plugin]")
     assert code == 2 and "requires.0: gancr-no-such-plugin is not installed" in err

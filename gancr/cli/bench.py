@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from gancr import bench
+from gancr.cli.output import add_output_options
 
 __all__ = ["add_bench", "cmd_bench"]
 
@@ -16,7 +17,9 @@ def add_bench(sub: Any) -> None:
                        description="Benchmarks. Run `gancr bench BENCHMARK --help` for each one's options.")
     bench_sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name, help_text, add_arguments, _ in bench.BENCHMARKS:
-        add_arguments(bench_sub.add_parser(name, help=help_text, description=help_text))
+        leaf = bench_sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(leaf)
+        add_output_options(leaf)
     p.set_defaults(_bench_parser=p)
 
 

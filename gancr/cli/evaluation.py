@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from gancr.cli.output import note, notes_enabled
 
 __all__ = ["add_eval", "cmd_eval", "add_report", "cmd_report"]
 
@@ -60,11 +61,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ema=args.ema,
         device=args.device,
         per_image=args.per_image,
+        progress=notes_enabled(args),
     )
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+        note(args, f"wrote {args.json}")
     return 0
 
 

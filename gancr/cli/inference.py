@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from gancr.cli.output import note, notes_enabled
 from gancr.errors import GancrError
 
 __all__ = ["add_stylize", "cmd_stylize", "add_export", "cmd_export"]
@@ -46,21 +46,20 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     reference = None
     if alpha < 1.0:
         reference = load_alpha_reference(run, device=device)
-        print(alpha_plan(generator, reference).describe(alpha), file=sys.stderr)
+        note(args, alpha_plan(generator, reference).describe(alpha))
     if args.tile is not None:
         from gancr.inference.tiling import DEFAULT_STATS_TILES, default_overlap
 
         overlap = default_overlap(args.tile) if args.overlap is None else args.overlap
         stats = DEFAULT_STATS_TILES if args.stats_tiles is None else args.stats_tiles
         how = f"estimated from {stats} tiles" if stats else "measured over all tiles"
-        print(f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics "
-              f"{how}", file=sys.stderr)
+        note(args, f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics {how}")
     written = stylize(args.inputs, generator=generator, out_dir=args.out, device=args.device, alpha=alpha,
                       content_net=reference, tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
-                      precision=args.precision)
+                      precision=args.precision, progress=notes_enabled(args))
     for path in written:
         print(path)
-    print(f"stylised {len(written)} image(s) into {args.out}", file=sys.stderr)
+    note(args, f"stylised {len(written)} image(s) into {args.out}")
     return 0
 
 

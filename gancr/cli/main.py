@@ -4,7 +4,9 @@ Each command group is a module of :mod:`gancr.cli` that owns its arguments: ``ad
 adds a subcommand's parser, ``cmd_<name>(args)`` runs it. They import torch and the rest of
 gancr inside the ``cmd_`` functions, so ``gancr --help`` stays fast.
 
-User mistakes (``GancrError``) print a message and exit with status 2, never a traceback.
+User mistakes (``GancrError``) print a message and exit with status 2, never a traceback
+(``-v`` adds it). Every command takes ``-q/--quiet`` and ``-v/--verbose``
+(:mod:`gancr.cli.output`), and prints warnings as ``gancr: warning: ...``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 from gancr import __version__
 from gancr.cli.bench import add_bench, cmd_bench
 from gancr.cli.components import add_components, add_describe, cmd_components, cmd_describe
+from gancr.cli.completion import add_completion, cmd_completion
 from gancr.cli.evaluation import add_eval, add_report, cmd_eval, cmd_report
 from gancr.cli.inference import add_export, add_stylize, cmd_export, cmd_stylize
+from gancr.cli.output import add_output_options, output_level, warnings_shown_as_gancr
 from gancr.cli.plugins import add_new_plugin, cmd_new_plugin
 from gancr.cli.spec import add_schema, add_validate, cmd_schema, cmd_validate
 from gancr.cli.train import add_train, cmd_train
@@ -42,7 +46,11 @@ COMMANDS: list[tuple[str, Callable[[Any], None], Callable[[argparse.Namespace], 
     ("eval", add_eval, cmd_eval),
     ("bench", add_bench, cmd_bench),
     ("report", add_report, cmd_report),
+    ("completion", add_completion, cmd_completion),
 ]
+
+#: Commands that are groups of subcommands: their subcommands take -q/-v, not the group.
+GROUPS = {"bench"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,29 +60,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gancr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for _, add, _ in COMMANDS:
+    for name, add, _ in COMMANDS:
         add(sub)
+        if name not in GROUPS:
+            add_output_options(sub.choices[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    autocomplete(parser)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
     command = {name: fn for name, _, fn in COMMANDS}[args.command]
+    level = output_level(args)
     try:
-        return command(args)
+        with warnings_shown_as_gancr(level):
+            return command(args)
     except SpecError as exc:
+        _traceback(level)
         print(f"gancr {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except GancrError as exc:
+        _traceback(level)
         print(f"gancr {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"gancr {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _traceback(level: int) -> None:
+    """With ``-v``, the traceback of the error being handled (for a bug report)."""
+    if level >= 1:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+
+
+def autocomplete(parser: argparse.ArgumentParser) -> None:
+    """Answer a shell's completion request (argcomplete's protocol) and exit; else do nothing.
+
+    Only when the shell asked (``_ARGCOMPLETE`` is set), so a normal start imports nothing more.
+    """
+    import os
+
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
 
 
 if __name__ == "__main__":  # pragma: no cover

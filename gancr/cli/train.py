@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gancr.cli.spec import add_set_argument
+from gancr.cli.output import notes_enabled
+from gancr.cli.spec import add_spec_arguments
 from gancr.errors import GancrError
 
 __all__ = ["add_train", "cmd_train"]
@@ -15,12 +16,10 @@ __all__ = ["add_train", "cmd_train"]
 
 def add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train the trio of a spec (two-stage multi-task training)")
-    p.add_argument("spec", help="a YAML or JSON spec")
+    add_spec_arguments(p)
     p.add_argument("--out", required=True, help="the run directory")
-    add_set_argument(p)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this global step (with a checkpoint)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _demo_inputs(spec: Any) -> list[Path]:
@@ -42,10 +41,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gancr.spec import load_spec
     from gancr.training import Trainer
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.specs if len(args.specs) > 1 else args.specs[0], args.overrides)
     check_requirements(spec)
     start = time.perf_counter()
-    trainer = Trainer(spec, args.out, resume=args.resume, max_steps=args.max_steps, quiet=args.quiet)
+    trainer = Trainer(spec, args.out, resume=args.resume, max_steps=args.max_steps, quiet=not notes_enabled(args))
     try:
         if trainer.resumed_from is not None and trainer.dist.is_main:
             print(f"resuming from {trainer.resumed_from} (step {trainer.step})")

@@ -31,6 +31,7 @@ from gancr.evaluation.tables import METRICS
 from gancr.metrics.content import edge_f1, feature_distance, psnr, sobel_correlation, ssim
 from gancr.metrics.features import encoder_features
 from gancr.metrics.style import fid, kid, lab_histogram_distance
+from gancr.progress import Progress
 
 __all__ = ["evaluate", "check_settings"]
 
@@ -52,6 +53,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     kid_subsets: int = 100,
     per_image: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Run the generator on the content images and compute every content, style and reference metric.
 
@@ -80,6 +82,7 @@ def evaluate(
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         kid_subsets: random subsets KID averages over.
         per_image: also return each content image's content and reference values.
+        progress: show progress over the images (:class:`gancr.progress.Progress`, on standard error).
 
     Returns:
         A JSON-serialisable dict: ``metrics`` (``group/name`` -> ``{"value", "better",
@@ -105,11 +108,16 @@ def evaluate(
     weights_file = kid_info.get("weights") if use_inception else None
     out_stats, style_stats = SetStats(weights_file), SetStats(weights_file)
     scorer = _ContentScorer(models, enc, out_stats, dev, max_size, feature_size, views, use_inception)
-    with eval_mode(models.generator, models.content_net):
-        per = [scorer.score(contents, i, refs, ref_index) for i in range(len(contents))]
+    with eval_mode(models.generator, models.content_net), \
+            Progress(len(contents) + len(styles), "eval", "image", enabled=progress) as shown:
+        per = []
+        for i in range(len(contents)):
+            per.append(scorer.score(contents, i, refs, ref_index))
+            shown.update(1)
         for i in range(len(styles)):
             s = fit(styles.load(i), max_size).to(dev)
             style_stats.add(views_of(s, feature_size, views), enc, scorer.kid_views(s))
+            shown.update(1)
         out_stats.flush_inception()
         style_stats.flush_inception()
     kid_info.update({k: v for k, v in out_stats.inception_info.items() if k not in kid_info})

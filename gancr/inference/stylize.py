@@ -16,6 +16,7 @@ from gancr.errors import GancrError
 from gancr.inference.load import open_run
 from gancr.inference.strength import InputImage, StrengthBlend, check_alpha, load_alpha_reference
 from gancr.inference.tiling import tiled_forward
+from gancr.progress import Progress
 
 __all__ = ["fastest_precision", "stylize", "stylize_tensor"]
 
@@ -156,6 +157,7 @@ def stylize(
     overlap: int | None = None,
     stats_tiles: int | None = None,
     precision: str = "auto",
+    progress: bool = False,
 ) -> Tensor | list[Path]:
     """Stylise a tensor, or image files and folders, with a trained generator.
 
@@ -176,6 +178,7 @@ def stylize(
         tile, overlap, stats_tiles: tiled inference, see :func:`stylize_tensor`.
         precision: ``fp32``, ``bf16``, or ``auto``: on CUDA the faster of the two for this
             model, measured on the first image (channels-last weights there); fp32 on the CPU.
+        progress: show progress over files (:class:`gancr.progress.Progress`, on standard error).
     """
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
@@ -219,11 +222,13 @@ def stylize(
         raise GancrError("stylize: give out_dir for file inputs")
     items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
     written = []
-    for src, rel in items:
-        image = load_image(src)
-        y = stylize_tensor(generator, image, precision=pick(image), **options).cpu()
-        transparency = load_alpha(src)
-        if transparency is not None:
-            y = torch.cat([y, transparency], 0)
-        written.append(save_image(y, Path(out_dir) / rel))
+    with Progress(len(items), "stylize", "image", enabled=progress) as shown:
+        for src, rel in items:
+            image = load_image(src)
+            y = stylize_tensor(generator, image, precision=pick(image), **options).cpu()
+            transparency = load_alpha(src)
+            if transparency is not None:
+                y = torch.cat([y, transparency], 0)
+            written.append(save_image(y, Path(out_dir) / rel))
+            shown.update(1)
     return written

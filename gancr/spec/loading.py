@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,57 +13,48 @@ from pydantic import BaseModel, ValidationError
 
 from gancr.errors import SpecError
 from gancr.spec.binding import bind
+from gancr.spec.compose import Composed, compose, origin_of
 from gancr.spec.messages import error_messages
 from gancr.spec.root import Spec
 
 __all__ = ["load_spec", "default_spec", "apply_overrides"]
 
 
-def _read(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([("", f"no such spec file: {path}")], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([("", f"cannot read {path}: {exc}")], str(path)) from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise SpecError([("", f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}")], str(path)) from None
-    if data is None:
-        data = {}
-    return data
-
-
 def load_spec(
-    path_or_mapping: str | os.PathLike[str] | Mapping[str, Any] | Spec,
+    path_or_mapping: str | os.PathLike[str] | Mapping[str, Any] | Spec | Sequence[str | os.PathLike[str] | Mapping[str, Any]],
     overrides: Iterable[str] = (),
 ) -> Spec:
-    """Read and validate a spec from a YAML or JSON file, or from a mapping.
+    """Read and validate a spec from a YAML or JSON file, a mapping, or several of them merged in order.
+
+    A file may name the files it builds on (``base: [a.yaml, b.yaml]``, relative to it); they
+    are merged first, in order, then the file itself (see :mod:`gancr.spec.compose`).
 
     Args:
-        path_or_mapping: a ``.yaml``/``.yml``/``.json`` path, a dict, or a ``Spec``.
+        path_or_mapping: a ``.yaml``/``.yml``/``.json`` path, a dict, a ``Spec``, or a list
+            of paths and dicts merged in order (later ones win).
         overrides: ``path.to.field=value`` strings applied before validation (values are
             parsed as YAML: ``training.stages.0.steps=5``, ``model.neck={name: identity}``).
 
     Raises:
-        SpecError: every error, by path (``model.generator.encoder.layer: ...``).
+        SpecError: every error, by path (``model.generator.encoder.layer: ...``); when the
+            spec was merged from several files, each error also names the file its value came from.
     """
     source: str | None = None
+    composed = None
     if isinstance(path_or_mapping, BaseModel):
         data: Any = path_or_mapping.model_dump(mode="json")
-    elif isinstance(path_or_mapping, Mapping):
-        data = copy.deepcopy(dict(path_or_mapping))
-    elif isinstance(path_or_mapping, (str, os.PathLike)):
-        source = os.fspath(path_or_mapping)
-        data = _read(Path(source))
+    elif isinstance(path_or_mapping, (str, os.PathLike, Mapping)) or (
+        isinstance(path_or_mapping, Sequence) and not isinstance(path_or_mapping, (str, bytes))
+    ):
+        items = [path_or_mapping] if isinstance(path_or_mapping, (str, os.PathLike, Mapping)) else list(path_or_mapping)
+        if not items:
+            raise SpecError([("", "no spec given")])
+        if isinstance(items[-1], (str, os.PathLike)):
+            source = os.fspath(items[-1])
+        composed = compose(items)
+        data = composed.data
     else:
         raise SpecError([("", f"expected a path or a mapping, got {type(path_or_mapping).__name__}")])
-    if not isinstance(data, Mapping):
-        raise SpecError([("", f"a spec must be a mapping at the top level, got {type(data).__name__}")], source)
     bound = bind(Spec)
     overrides = list(overrides)
     if overrides:
@@ -77,6 +67,8 @@ def load_spec(
         spec = bound.spec.model_validate(data)
     except ValidationError as exc:
         errors = error_messages(exc, data, bound.registry)
+        if composed is not None and len(composed.files) > 1:
+            errors = [_with_origin(path, message, composed, overrides) for path, message in errors]
         requires = data.get("requires")
         if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
             # a component of a missing plugin is "unknown": say first which plugin is missing
@@ -85,6 +77,16 @@ def load_spec(
             errors = missing_requirements(requires) + errors
         raise SpecError(errors, source) from None
     return spec  # type: ignore[return-value]
+
+
+def _with_origin(path: str, message: str, composed: Composed, overrides: list[str]) -> tuple[str, str]:
+    """An error of a merged spec, with the file that set the value it is about."""
+    if any(item.partition("=")[0].strip() == path or path.startswith(item.partition("=")[0].strip() + ".")
+           for item in overrides):
+        return path, f"{message} (set by --set)"
+    parts = [int(p) if p.isdigit() else p for p in path.split(".")] if path else []
+    origin = origin_of(parts, composed.origins)
+    return path, message if origin is None else f"{message} (in {origin})"
 
 
 def default_spec() -> Spec:

@@ -5,7 +5,8 @@
 - :mod:`~gancr.training.runlog`: ``metrics.jsonl``, TensorBoard, the progress bar;
 - :mod:`~gancr.training.checkpoint`: the random states a checkpoint holds;
 - :mod:`~gancr.training.parts`: optimisers, schedules, EMA, the image pool;
-- :mod:`~gancr.training.distributed`: data-parallel training under ``torchrun``.
+- :mod:`~gancr.training.distributed`: data-parallel training under ``torchrun``;
+- :mod:`~gancr.training.preflight`: what training would fail on at once (``gancr validate``).
 """
 
 from gancr.errors import TrainingError

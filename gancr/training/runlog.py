@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gancr.progress import Progress
 from gancr.runs import atomic_write_text
 
 __all__ = ["RunLog", "postfix", "trim_metrics"]
@@ -18,27 +19,25 @@ class RunLog:
 
     Args:
         out_dir: the run directory (``metrics.jsonl`` and ``tensorboard/`` go there).
-        training: the spec's ``training`` section (``tensorboard`` is switched off in it when
-            TensorBoard is not installed, so the saved spec says what was written).
+        training: the spec's ``training`` section (read, never changed: a resumed run compares
+            it with the checkpoint's). With ``tensorboard: true`` but TensorBoard not installed,
+            only ``metrics.jsonl`` is written.
         enabled: whether this process logs.
-        quiet: no progress bar.
-        total, initial: the progress bar's last and first step.
+        quiet: no progress display.
+        total, initial: the progress display's last and first step (a bar on a terminal, else
+            one plain line every few steps: :class:`gancr.progress.Progress`).
     """
 
     def __init__(self, out_dir: Path, training: Any, *, enabled: bool, quiet: bool, total: int, initial: int):
         self.out_dir, self.training, self.enabled = out_dir, training, enabled
-        self.bar: Any = None
-        if enabled and not quiet:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, unit="step")
+        self.bar = Progress(total, "train", "step", initial=initial, enabled=enabled and not quiet)
         self.file = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if enabled else None
         self.tensorboard: Any = None
+        self.tensorboard_missing = False
 
     def stage(self, text: str) -> None:
-        """Show the stage on the progress bar."""
-        if self.bar is not None:
-            self.bar.set_description(text)
+        """Show the stage on the progress display."""
+        self.bar.set_description(text)
 
     def write(self, metrics: dict[str, float]) -> None:
         """Append one step's metrics to ``metrics.jsonl`` (and TensorBoard, when installed)."""
@@ -46,13 +45,13 @@ class RunLog:
             return
         self.file.write(json.dumps(metrics) + "\n")
         self.file.flush()
-        if not self.training.tensorboard:
+        if not self.training.tensorboard or self.tensorboard_missing:
             return
         if self.tensorboard is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                self.training.tensorboard = False
+                self.tensorboard_missing = True  # as documented: TensorBoard logs when installed
                 return
             self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
         for key, value in metrics.items():
@@ -61,9 +60,7 @@ class RunLog:
 
     def advance(self, metrics: dict[str, float], rate: float | None) -> None:
         """One step more on the progress bar, with its losses and the throughput."""
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(postfix(metrics, rate))
+        self.bar.update(1, postfix(metrics, rate))
 
     def close(self) -> None:
         for thing in (self.file, self.bar, self.tensorboard):

@@ -50,6 +50,7 @@ from gancr.spec import Spec, load_spec
 from gancr.training.checkpoint import get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
 from gancr.training.parts import EMA, ImagePool, make_optimizer
+from gancr.training.preflight import check_content_net_use
 from gancr.training.runlog import RunLog, trim_metrics
 from gancr.training.step import TrainingStep
 from gancr.trio import Losses, Trio
@@ -123,7 +124,7 @@ class Trainer(TrainingStep):
         resume: continue from the newest complete checkpoint in ``out_dir``.
         max_steps: stop after this global step with a checkpoint (a later ``resume``
             continues).
-        quiet: no progress bar.
+        quiet: no progress display.
         overrides: ``path.to.field=value`` strings applied to the spec.
         dataset: a dataset to use instead of the spec's ``data`` (``dataset[k]`` gives
             ``{"content", "style"}`` tensors for global sample number ``k``).
@@ -209,14 +210,7 @@ class Trainer(TrainingStep):
         self.needs_real_grad = any(getattr(m, "needs_real_grad", False) for _, m in self.losses.style)
 
         self.train_content_net = self.spec.model.content_net.train
-        if not self.train_content_net:
-            users = [i.name for i, (_, m) in zip(self.spec.losses.content, self.losses.content)
-                     if not getattr(m, "reconstruction", True)]
-            if users:
-                raise GancrError(
-                    f"model.content_net.train is false, but content losses {users} use the content "
-                    "net's features; train it, or drop those losses"
-                )
+        check_content_net_use(self.spec, self.losses)
         self.total_steps = t.total_steps
         self.stage_ends = list(np.cumsum([s.steps for s in t.stages]))
         self.step = 0
