@@ -79,9 +79,9 @@ def test_broken_packages_warn_naming_them_and_the_rest_works(broken_site):
     result = run_gancr("components", env=with_pythonpath(broken_site))
     assert result.returncode == 0, result.stderr
     err = result.stderr
-    assert "PluginWarning: gancr plugin 'broken_import' (entry point 'gancr_test_broken_import') failed to import" in err
+    assert "gancr: warning: gancr plugin 'broken_import' (entry point 'gancr_test_broken_import') failed to import" in err
     assert "ModuleNotFoundError: No module named 'gancr_test_no_such_dependency'" in err
-    assert "PluginWarning: gancr plugin 'broken_hook' raised in gancr_register_components" in err
+    assert "gancr: warning: gancr plugin 'broken_hook' raised in gancr_register_components" in err
     assert "RuntimeError: kaboom while registering" in err
     assert "2 plugin(s) left out:" in err
     rows = {tuple(line.split()[:3]) for line in result.stdout.splitlines()[1:]}
