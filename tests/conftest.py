@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,10 @@ from gancr import plugins
 from gancr.testing import SMALL_SPEC
 
 torch.set_num_threads(int(os.environ.get("GANCR_TEST_THREADS", "1")))
+
+# Nothing downloads in tests, and nothing a machine happens to have cached is used: torch hub's
+# cache (pretrained torchvision weights, the metrics' networks) is an empty folder of our own.
+os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="gancr-test-torch-home-")
 
 PLUGIN_ENV = ("GANCR_DISABLE_PLUGINS", "GANCR_STRICT_PLUGINS")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import gancr.evaluation.stats
 from gancr import metrics as M
 from gancr.cli import main
 from gancr.data import save_image
@@ -146,26 +145,15 @@ def test_features_are_described_and_random_weights_are_repeatable():
     assert r1["metrics"]["style/gram_distance"]["value"] == r2["metrics"]["style/gram_distance"]["value"]
 
 
-def test_kid_and_fid_use_inception_when_its_weights_are_present(monkeypatch, tmp_path):
-    weights = tmp_path / "inception_v3_google-0cc3c7bd.pth"
-    weights.write_bytes(b"not read: inception_features is replaced below")
-    calls = []
-
-    def fake_inception(images, weights=None, batch_size=32):
-        calls.append(images.shape[0])
-        return M.pooled([images]), {"features": "inception_v3/pool", "pretrained": True, "weights": str(weights)}
-
-    monkeypatch.setattr(gancr.evaluation.stats, "inception_features", fake_inception)  # where evaluate looks it up
+def test_kid_and_fid_need_the_fid_inception_when_told_to(tmp_path):
     x, s = scene(2, 32, 32), scene(3, 32, 32, seed=5)
-    result = evaluate(Invert(), x, s, inception_weights=weights, **FAST)
-    kid = result["features"]["kid_fid"]
-    assert kid["features"] == "inception_v3/pool" and kid["pretrained"] is True
-    assert "fallback_reason" not in kid
-    assert sum(calls) == 25  # 5 views of 2 outputs and 3 style images
-    assert result["metrics"]["style/kid"]["value"] is not None
-    # required but absent: a clear error, no download
-    with pytest.raises(GancrError, match="does not exist"):
+    # required but absent: a clear error naming the option, no download
+    with pytest.raises(GancrError, match="no such file .*pt_inception-2015-12-05-6726825d.pth"):
         evaluate(Invert(), x, s, kid_features="inception", inception_weights=tmp_path / "missing.pth", **FAST)
+    with pytest.raises(GancrError, match="--inception-weights FILE"):
+        evaluate(Invert(), x, s, kid_features="inception", **FAST)
+    with pytest.raises(GancrError, match="--lpips-weights FILE"):
+        evaluate(Invert(), x, s, perceptual="lpips", **FAST)
 
 
 def test_parse_encoder():
@@ -203,7 +191,8 @@ def test_gancr_eval_prints_the_table_and_writes_json(tiny_run, tmp_path, capsys)
     for spec in METRICS:
         row = next(line for line in lines if line.startswith(spec.key + " "))
         assert spec.better in row
-    assert "random weights" in printed.out and "Inception weights are not on this machine" in printed.out
+    assert "random weights" in printed.out and "fallback, not FID Inception" in printed.out
+    assert "KID/FID: a fallback, not comparable with published values" in printed.out
     data = json.loads(out.read_text())
     assert set(data["metrics"]) == {s.key for s in METRICS}
     assert data["features"]["perceptual"]["encoder"] == {"name": "vgg19", "layer": "relu2_1"}

@@ -350,6 +350,20 @@ def test_fid_matches_closed_form_full_covariance():
     assert M.fid(b, a) == pytest.approx(expected, rel=1e-3)
 
 
+def test_fid_with_few_samples_is_the_same_as_through_the_covariances():
+    """N * M <= D^2 takes the nuclear norm of the centred samples' product: the same number as
+    scipy's matrix square root of the covariances' product (pytorch-fid's way)."""
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(12)
+    a = torch.randn(9, 40, generator=g, dtype=torch.float64)
+    b = torch.randn(7, 40, generator=g, dtype=torch.float64) * 1.5 + 0.2
+    cov_a, cov_b = torch.cov(a.T).numpy(), torch.cov(b.T).numpy()
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    expected = float(((a.mean(0) - b.mean(0)) ** 2).sum() + cov_a.trace() + cov_b.trace() - 2 * root.trace())
+    assert M.fid(a, b) == pytest.approx(expected, rel=1e-6)
+
+
 def test_fid_errors():
     with pytest.raises(ValueError, match=r"fid: feats_b needs at least 2 feature vectors, got 1"):
         M.fid(torch.randn(4, 3), torch.randn(1, 3))
@@ -401,7 +415,7 @@ def test_pooled_errors():
 
 
 def test_inception_features_missing_file(tmp_path):
-    with pytest.raises(M.WeightsUnavailable, match="does not exist"):
+    with pytest.raises(M.WeightsUnavailable, match="no such file"):
         M.inception_features(scene(1, 32), weights=tmp_path / "nope.pth")
 
 
@@ -414,25 +428,11 @@ def test_inception_features_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    with pytest.raises(M.WeightsUnavailable, match="not cached at") as info:
+    with pytest.raises(M.WeightsUnavailable, match="are not on this machine") as info:
         M.inception_features(scene(1, 32))
     assert str(tmp_path) in str(info.value)
-    assert "inception_v3_google-0cc3c7bd.pth" in str(info.value)
-
-
-def test_inception_features_from_local_file(tmp_path):
-    from torchvision.models import inception_v3
-
-    torch.manual_seed(0)
-    path = tmp_path / "inception.pth"
-    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), path)
-    feats, info = M.inception_features(scene(2, 32), weights=path)
-    assert feats.shape == (2, 2048) and feats.dtype == torch.float32
-    assert info["features"] == "inception_v3/pool" and info["pretrained"] is True
-    bad = tmp_path / "bad.pth"
-    torch.save({"conv.weight": torch.zeros(1)}, bad)
-    with pytest.raises(ValueError, match="is not a torchvision inception_v3 state dict"):
-        M.inception_features(scene(1, 32), weights=bad)
+    assert "pt_inception-2015-12-05-6726825d.pth" in str(info.value)
+    assert "--inception-weights FILE" in str(info.value)  # the command line's option, then Python's
 
 
 # --------------------------------------------------------------------------------------
@@ -446,7 +446,7 @@ IMAGE_FUNCS = {
     "sobel_correlation": lambda t: M.sobel_correlation(t, t),
     "lab_histogram_distance": lambda t: M.lab_histogram_distance(t, t),
     "encoder_features": lambda t: M.encoder_features(lambda z: [z], t),
-    "inception_features": lambda t: M.inception_features(t),
+    "inception_features": lambda t: M.inception_features(t, weights="unused: the images are checked first"),
 }
 
 
@@ -489,7 +489,7 @@ def test_paired_shape_mismatch(name):
 
 def test_metric_docs_cover_every_metric():
     expected = {
-        "ssim", "psnr", "edge_f1", "sobel_correlation", "feature_distance",
+        "ssim", "psnr", "edge_f1", "sobel_correlation", "lpips", "feature_distance",
         "gram_distance", "lab_histogram_distance", "kid", "fid",
     }  # fmt: skip
     assert set(M.METRIC_DOCS) == expected
@@ -504,14 +504,15 @@ def test_all_is_complete():
     import importlib
 
     defined = set()
-    for name in ("content", "style", "features"):
+    for name in ("content", "style", "features", "inception", "lpips"):
         module = importlib.import_module(f"{M.__name__}.{name}")
         defined |= {
             n
             for n, v in vars(module).items()
             if not n.startswith("_") and (callable(v) or isinstance(v, type)) and getattr(v, "__module__", None) == module.__name__
         }
-        assert set(module.__all__) <= defined, name
+        constants = {n for n in vars(module) if n.isupper() and not n.startswith("_")}
+        assert set(module.__all__) <= defined | constants, name
     assert set(M.__all__) == defined | {"METRIC_DOCS"}
 
 

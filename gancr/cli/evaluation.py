@@ -26,7 +26,7 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--json", metavar="FILE", default=None,
                    help="write the results as JSON (RUN/eval.json is shown by `gancr report RUN`)")
     p.add_argument("--encoder", default=None, metavar="YAML",
-                   help="encoder of the perceptual/Gram (and fallback KID/FID) features, e.g. "
+                   help="encoder of the Gram (and fallback perceptual and KID/FID) features, e.g. "
                    "'{name: vgg19, layer: relu3_1, weights: vgg19.pth}' (default: vgg19 relu3_1, random weights)")
     p.add_argument("--max-size", type=int, default=512, metavar="PX",
                    help="fit images so their longer side is at most PX (default: %(default)s; 0: keep the size)")
@@ -35,9 +35,17 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--views", type=int, choices=(1, 5), default=5,
                    help="KID/FID vectors per image: the whole image, or it and its quadrants (default: %(default)s)")
     p.add_argument("--kid-features", choices=("auto", "inception", "encoder"), default="auto",
-                   help="KID/FID feature space; auto: Inception when its weights are on this machine (default)")
+                   help="KID/FID feature space; auto (default): the FID Inception when its file is on this "
+                   "machine, else the encoder (a fallback, labelled)")
     p.add_argument("--inception-weights", default=None, metavar="FILE",
-                   help="torchvision inception_v3 state dict (default: torchvision's cache; never downloaded)")
+                   help="the FID Inception, pt_inception-2015-12-05-6726825d.pth (default: looked for in "
+                   "torch hub's cache; never downloaded)")
+    p.add_argument("--perceptual", choices=("auto", "lpips", "encoder"), default="auto",
+                   help="content perceptual distance; auto (default): LPIPS when its AlexNet file is on this "
+                   "machine, else the unit-normalised distance in the encoder's features (a fallback, labelled)")
+    p.add_argument("--lpips-weights", default=None, metavar="FILE",
+                   help="LPIPS's backbone, torchvision's alexnet-owt-7be5be79.pth (default: looked for in "
+                   "torch hub's cache; never downloaded)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights when the run kept them (default: yes)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
@@ -58,6 +66,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         views=args.views,
         kid_features=args.kid_features,
         inception_weights=args.inception_weights,
+        perceptual=args.perceptual,
+        lpips_weights=args.lpips_weights,
         ema=args.ema,
         device=args.device,
         per_image=args.per_image,

@@ -3,12 +3,14 @@ r"""Evaluating a trained generator: every metric of :mod:`gancr.metrics` on imag
 :func:`evaluate` runs the generator on the content images and computes
 
 - **content retention** between each input ``x`` and its output ``y = G(x)``: SSIM, the F1
-  of Canny edges, the correlation of Sobel magnitudes, the perceptual distance in a chosen
-  encoder's features, and the content net's feature distance (when the run trained one);
+  of Canny edges, the correlation of Sobel magnitudes, the perceptual distance (LPIPS when
+  its AlexNet file is on this machine, :mod:`gancr.metrics.lpips`; otherwise, labelled a
+  fallback, a unit-normalised distance in a chosen encoder's features), and the content
+  net's feature distance (when the run trained one);
 - **style closeness** between the set of outputs and the style set: Gram-matrix distance,
-  Lab colour-histogram distance, KID and FID (in Inception-v3's pool features when
-  torchvision's weights are on this machine, otherwise in the chosen encoder's pooled
-  features);
+  Lab colour-histogram distance, KID and FID (in the standard FID Inception's pool features
+  when its file is on this machine, :mod:`gancr.metrics.inception`; otherwise, labelled a
+  fallback, in the chosen encoder's pooled features);
 - **paired references** (optional; matched to content images by file stem): PSNR, SSIM and
   edge F1 of each output against its reference.
 

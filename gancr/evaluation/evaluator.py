@@ -15,21 +15,22 @@ from gancr import __version__
 from gancr.devices import eval_mode, resolve_device
 from gancr.errors import GancrError
 from gancr.evaluation.images import (
-    INCEPTION_SIZE,
     MIN_SIDE,
     ImageSet,
     Images,
     check_side,
+    crops_of,
     fit,
     image_set,
     resize,
     views_of,
 )
 from gancr.evaluation.models import Models, build_encoder, parse_encoder, resolve_models
-from gancr.evaluation.stats import SetStats, kid_fid_features
+from gancr.evaluation.stats import SetStats, kid_fid_features, perceptual_features
 from gancr.evaluation.tables import METRICS
 from gancr.metrics.content import edge_f1, feature_distance, psnr, sobel_correlation, ssim
 from gancr.metrics.features import encoder_features
+from gancr.metrics.lpips import LPIPS
 from gancr.metrics.style import fid, kid, lab_histogram_distance
 from gancr.progress import Progress
 
@@ -48,6 +49,8 @@ def evaluate(
     views: int = 5,
     kid_features: str = "auto",
     inception_weights: str | os.PathLike | None = None,
+    perceptual: str = "auto",
+    lpips_weights: str | os.PathLike | None = None,
     content_net: nn.Module | None = None,
     ema: bool = True,
     device: str | torch.device = "cpu",
@@ -67,16 +70,21 @@ def evaluate(
         reference: optional target images, matched to content images by file stem (by
             position for unnamed tensors); content images without a reference are left out
             of the reference metrics and counted.
-        encoder: the encoder spec of the perceptual and Gram features (and of KID/FID when
-            Inception is not used): a mapping or YAML/JSON text; default
+        encoder: the encoder spec of the Gram features (and of the perceptual distance and
+            KID/FID when their networks are not used): a mapping or YAML/JSON text; default
             :data:`DEFAULT_ENCODER` with random weights.
         max_size: fit images so their longer side is at most this many pixels (None: as is).
         feature_size: side of the square views fed to the encoder.
         views: views per image for KID/FID: 1 (the whole image) or 5 (and its quadrants).
-        kid_features: ``"auto"`` (Inception when its weights are on this machine, else the
-            encoder), ``"inception"`` (required) or ``"encoder"``.
-        inception_weights: a local torchvision ``inception_v3`` state-dict file (default:
-            torchvision's cache).
+        kid_features: ``"auto"`` (the FID Inception when its file is on this machine, else
+            the encoder, labelled a fallback), ``"inception"`` (required) or ``"encoder"``.
+        inception_weights: the FID Inception's file, ``pt_inception-2015-12-05-6726825d.pth``
+            (default: torch hub's cache; see :mod:`gancr.metrics.inception`).
+        perceptual: the content perceptual distance: ``"auto"`` (LPIPS when its AlexNet file
+            is on this machine, else the unit-normalised distance in the encoder's features,
+            labelled a fallback), ``"lpips"`` (required) or ``"encoder"``.
+        lpips_weights: torchvision's AlexNet file for LPIPS, ``alexnet-owt-7be5be79.pth``
+            (default: torch hub's cache; see :mod:`gancr.metrics.lpips`).
         content_net: the content net to use (default: the run's, when it trained one).
         ema: use the run's EMA weights when it kept them.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
@@ -95,8 +103,11 @@ def evaluate(
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     models = resolve_models(generator_or_run, content_net, ema, dev)
     enc, enc_info = build_encoder(parse_encoder(encoder), dev)
-    kid_info = kid_fid_features(kid_features, None if inception_weights is None else str(inception_weights), enc_info)
-    use_inception = kid_info.pop("use_inception")
+    # the feature networks are loaded once, for every image of both sets
+    kid_info, inception = kid_fid_features(kid_features, None if inception_weights is None else str(inception_weights),
+                                           enc_info, dev)
+    distance_info, lpips = perceptual_features(perceptual, None if lpips_weights is None else str(lpips_weights),
+                                               enc_info, dev)
 
     contents = image_set(content, "content")
     styles = image_set(style, "style")
@@ -105,9 +116,8 @@ def evaluate(
         raise GancrError("evaluate: no content images")
     ref_index = _reference_index(contents, refs)
 
-    weights_file = kid_info.get("weights") if use_inception else None
-    out_stats, style_stats = SetStats(weights_file), SetStats(weights_file)
-    scorer = _ContentScorer(models, enc, out_stats, dev, max_size, feature_size, views, use_inception)
+    out_stats, style_stats = SetStats(inception), SetStats(inception)
+    scorer = _ContentScorer(models, enc, out_stats, dev, max_size, feature_size, views, inception is not None, lpips)
     with eval_mode(models.generator, models.content_net), \
             Progress(len(contents) + len(styles), "eval", "image", enabled=progress) as shown:
         per = []
@@ -118,13 +128,10 @@ def evaluate(
             s = fit(styles.load(i), max_size).to(dev)
             style_stats.add(views_of(s, feature_size, views), enc, scorer.kid_views(s))
             shown.update(1)
-        out_stats.flush_inception()
-        style_stats.flush_inception()
-    kid_info.update({k: v for k, v in out_stats.inception_info.items() if k not in kid_info})
 
     rows = {k: [float(p[k]) for p in per if k in p] for k in _ROWS}
     values = {
-        **_content_values(rows, models.content_net_note),
+        **_content_values(rows, models.content_net_note, lpips is not None),
         **_style_values(out_stats, style_stats, kid_info, kid_subsets),
         **_reference_values(rows, refs),
     }
@@ -139,16 +146,18 @@ def evaluate(
             "unmatched": [n for n in contents.names if n not in ref_index],
         },
         "settings": {"max_size": max_size, "feature_size": feature_size, "views": views,
-                     "kid_features": kid_features, "kid_subsets": kid_subsets, "device": str(dev)},
+                     "kid_features": kid_features, "perceptual": perceptual, "kid_subsets": kid_subsets,
+                     "device": str(dev)},
         "features": {
             "pixels": {"description": "pixels at the evaluation size (longer side <= max_size)", "pretrained": None},
             "perceptual": enc_info,
+            "perceptual_distance": distance_info,
             "kid_fid": kid_info,
             "content_net": _content_net_info(models),
         },
         "metrics": {
-            spec.key: {**values[spec.key], "better": spec.better, "metric": spec.metric, "features": spec.features,
-                       "summary": spec.summary}
+            spec.key: {**values[spec.key], "better": spec.better, "metric": values[spec.key].get("metric", spec.metric),
+                       "features": spec.features, "summary": spec.summary}
             for spec in METRICS
         },
     }
@@ -193,12 +202,14 @@ class _ContentScorer:
     """Runs the generator on one content image and scores it; adds its output to the output set."""
 
     def __init__(self, models: Models, encoder: nn.Module, out_stats: SetStats, device: torch.device,
-                 max_size: int | None, feature_size: int, views: int, use_inception: bool):
+                 max_size: int | None, feature_size: int, views: int, use_inception: bool, lpips: LPIPS | None):
         self.models, self.encoder, self.out_stats, self.device = models, encoder, out_stats, device
         self.max_size, self.feature_size, self.views, self.use_inception = max_size, feature_size, views, use_inception
+        self.lpips = lpips
 
-    def kid_views(self, image: Tensor) -> Tensor | None:
-        return views_of(image, INCEPTION_SIZE, self.views) if self.use_inception else None
+    def kid_views(self, image: Tensor) -> list[Tensor] | None:
+        """The FID Inception's inputs: the image (and its quadrants) at their own size; it resizes them."""
+        return crops_of(image, self.views) if self.use_inception else None
 
     def score(self, contents: Images, i: int, refs: Images | None, ref_index: dict[str, int]) -> dict[str, Any]:
         name, enc, cn = contents.names[i], self.encoder, self.models.content_net
@@ -210,11 +221,14 @@ class _ContentScorer:
         item["ssim"] = ssim(xb, y)
         item["edge_f1"] = edge_f1(xb, y)
         item["sobel"] = sobel_correlation(xb, y)
-        vx = views_of(x, self.feature_size, self.views)
         vy = views_of(y[0], self.feature_size, self.views)
-        fx = [f[:1] for f in encoder_features(enc, vx[:1])]
         fy = self.out_stats.add(vy, enc, self.kid_views(y[0]))
-        item["perceptual"] = feature_distance(fx, fy)
+        if self.lpips is not None:
+            item["perceptual"] = float(self.lpips.distance(xb, y)[0])
+        else:  # the fallback: unit-normalised features of the chosen encoder, no learned weights
+            vx = views_of(x, self.feature_size, 1)
+            fx = [f[:1] for f in encoder_features(enc, vx)]
+            item["perceptual"] = feature_distance(fx, fy)
         if cn is not None:
             item["content_net"] = feature_distance(cn.features(xb), cn.features(y))
         if refs is not None and name in ref_index:
@@ -227,12 +241,12 @@ class _ContentScorer:
         return item
 
 
-def _content_values(rows: dict[str, list[float]], content_net_note: str) -> dict[str, dict[str, Any]]:
+def _content_values(rows: dict[str, list[float]], content_net_note: str, lpips: bool) -> dict[str, dict[str, Any]]:
     return {
         "content/ssim": _value(_mean(rows["ssim"])),
         "content/edge_f1": _value(_mean(rows["edge_f1"])),
         "content/sobel_correlation": _value(_mean(rows["sobel"])),
-        "content/perceptual_distance": _value(_mean(rows["perceptual"])),
+        "content/perceptual_distance": _value(_mean(rows["perceptual"]), metric="lpips" if lpips else "feature_distance"),
         "content/content_net_distance": (
             _value(_mean(rows["content_net"])) if rows["content_net"] else _value(None, note=content_net_note)
         ),

@@ -13,10 +13,7 @@ from torch import Tensor
 from gancr.data import load_image, resolve_source, source_label
 from gancr.errors import GancrError
 
-__all__ = ["ImageSet", "Images", "image_set", "fit", "resize", "views_of", "check_side", "INCEPTION_SIZE", "MIN_SIDE"]
-
-#: Side of Inception-v3's input views (KID/FID views are made at this size for it).
-INCEPTION_SIZE = 299
+__all__ = ["ImageSet", "Images", "image_set", "fit", "resize", "crops_of", "views_of", "check_side", "MIN_SIDE"]
 
 #: Smallest image side the pixel metrics accept (SSIM's 11-tap window needs more than 5).
 MIN_SIDE = 16
@@ -88,14 +85,19 @@ def resize(batch: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def views_of(image: Tensor, size: int, count: int) -> Tensor:
-    """``(count, 3, size, size)``: the whole image, then (count 5) its four quadrants."""
-    views = [image]
+def crops_of(image: Tensor, count: int) -> list[Tensor]:
+    """The whole image, then (count 5) its four quadrants, each ``(3, h, w)`` at its own size."""
+    crops = [image]
     if count == 5:
         h, w = image.shape[-2:]
         h2, w2 = h // 2, w // 2
-        views += [image[:, :h2, :w2], image[:, :h2, w2:], image[:, h2:, :w2], image[:, h2:, w2:]]
-    return torch.cat([resize(v[None], (size, size)) for v in views])
+        crops += [image[:, :h2, :w2], image[:, :h2, w2:], image[:, h2:, :w2], image[:, h2:, w2:]]
+    return crops
+
+
+def views_of(image: Tensor, size: int, count: int) -> Tensor:
+    """``(count, 3, size, size)``: :func:`crops_of` resized to squares of ``size``."""
+    return torch.cat([resize(v[None], (size, size)) for v in crops_of(image, count)])
 
 
 def check_side(image: Tensor, name: str, what: str) -> None:

@@ -41,8 +41,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("content/edge_f1", "edge_f1", "higher", "pixels", "F1 of Canny edges, x vs G(x)"),
     MetricSpec("content/sobel_correlation", "sobel_correlation", "higher", "pixels",
                "correlation of Sobel magnitudes, x vs G(x)"),
-    MetricSpec("content/perceptual_distance", "feature_distance", "lower", "perceptual",
-               "feature distance, x vs G(x), chosen encoder"),
+    MetricSpec("content/perceptual_distance", "lpips", "lower", "perceptual_distance",
+               "LPIPS (fallback: feature distance), x vs G(x)"),
     MetricSpec("content/content_net_distance", "feature_distance", "lower", "content_net",
                "feature distance, x vs G(x), the run's content net"),
     MetricSpec("style/gram_distance", "gram_distance", "lower", "perceptual",
@@ -73,6 +73,8 @@ def _features_label(result: Mapping[str, Any], key: str) -> str:
         return "pixels"
     if key == "content_net":
         return "content net E_c" if info.get("pretrained") else "-"
+    if info.get("label"):  # the network and its file, or "fallback, not ..." and what was used
+        return str(info["label"])
     name = info.get("features") or (info.get("encoder", {}).get("name", "?") + " " + ",".join(info.get("layers", [])))
     return f"{name} ({'pretrained' if info.get('pretrained') else 'random weights'})"
 
@@ -93,11 +95,17 @@ def format_table(result: Mapping[str, Any]) -> str:
         if entry.get("note"):
             notes.append(f"  {key}: {entry['note']}")
     f = result["features"]
-    notes.append(f"  perceptual/Gram features: {f['perceptual']['description']}")
+    distance = f.get("perceptual_distance")
+    if distance:
+        notes.append(f"  perceptual distance: {distance['description']}")
+    notes.append(f"  Gram features: {f['perceptual']['description']}")
     notes.append(f"  KID/FID features: {f['kid_fid']['description']} "
                  f"({f['kid_fid']['vectors']['outputs']} vs {f['kid_fid']['vectors']['style']} vectors)")
-    if f["kid_fid"].get("fallback_reason"):
-        notes.append("  KID/FID: Inception weights are not on this machine; used the encoder instead")
+    if distance and distance.get("fallback"):
+        notes.append("  perceptual distance: LPIPS's AlexNet file is not on this machine (give it with --lpips-weights FILE)")
+    if f["kid_fid"].get("fallback"):
+        notes.append("  KID/FID: a fallback, not comparable with published values: the FID Inception's file is not "
+                     "on this machine (give it with --inception-weights FILE)")
     ref = result.get("reference")
     if ref and ref.get("unmatched"):
         notes.append(f"  {len(ref['unmatched'])} content image(s) without a reference: {', '.join(ref['unmatched'][:5])}")
@@ -117,7 +125,8 @@ _DOC_NAMES = {
     "ssim": "SSIM",
     "edge_f1": "Edge F1",
     "sobel_correlation": "Sobel correlation",
-    "feature_distance": "Feature (perceptual) distance",
+    "lpips": "LPIPS",
+    "feature_distance": "Feature distance",
     "gram_distance": "Gram distance",
     "lab_histogram_distance": "Lab histogram distance",
     "kid": "KID",

@@ -19,8 +19,10 @@ Two families:
 
 Feature extraction helpers: :func:`encoder_features` runs any encoder in batches,
 :func:`pooled` turns its maps into :math:`(N, D)` vectors for :func:`kid` and :func:`fid`,
-and :func:`inception_features` gives the customary Inception-v3 pool features when the
-torchvision weights are on disk (it never downloads; see :class:`WeightsUnavailable`).
+and :class:`FIDInception` gives the pool features of the standard FID Inception (the
+network published FID and KID use) from a local file; :class:`LPIPS` the learned perceptual
+distance, when its AlexNet backbone file is on this machine. Neither downloads anything
+(see :class:`WeightsUnavailable`); both need the ``metrics`` extra.
 
 :data:`METRIC_DOCS` explains each metric in one paragraph, for docs and evaluation tables.
 """
@@ -39,13 +41,9 @@ from gancr.metrics.content import (
     ssim_map,
 )
 from gancr.metrics.docs import METRIC_DOCS
-from gancr.metrics.features import (
-    WeightsUnavailable,
-    encoder_features,
-    inception_features,
-    inception_weights_file,
-    pooled,
-)
+from gancr.metrics.features import WeightsUnavailable, encoder_features, pooled
+from gancr.metrics.inception import FIDInception, fid_inception_file, inception_features, inception_weights_file
+from gancr.metrics.lpips import LPIPS, lpips_backbone_file
 from gancr.metrics.style import (
     fid,
     gram_distance,
@@ -57,12 +55,15 @@ from gancr.metrics.style import (
 )
 
 __all__ = [
+    "FIDInception",
+    "LPIPS",
     "METRIC_DOCS",
     "WeightsUnavailable",
     "edge_f1",
     "encoder_features",
     "feature_distance",
     "fid",
+    "fid_inception_file",
     "gram_distance",
     "gram_matrix",
     "gray",
@@ -70,6 +71,7 @@ __all__ = [
     "inception_weights_file",
     "kid",
     "lab_histogram_distance",
+    "lpips_backbone_file",
     "mean_gram",
     "mean_gram_distance",
     "pooled",

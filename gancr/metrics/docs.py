@@ -31,6 +31,15 @@ METRIC_DOCS: dict[str, str] = {
         "free view of how much of the input's edge structure remains; invariant to global "
         "contrast changes, but texture added by the style lowers it."
     ),
+    "lpips": (
+        "Learned Perceptual Image Patch Similarity (Zhang et al. 2018, v0.1, AlexNet backbone): "
+        "the distance between unit-normalised AlexNet features of input and output, each layer "
+        "weighted by linear heads learned from human judgements (shipped in the lpips package), "
+        "averaged over positions and summed over layers. Range [0, about 1], lower is better; the "
+        "common perceptual metric of papers. Needs torchvision's AlexNet file on this machine; "
+        "without it the value is the feature distance (below) in the chosen encoder, labelled a "
+        "fallback."
+    ),
     "feature_distance": (
         "Mean over layers of the squared distance between channel-normalised (unit-length per "
         "position) features of input and output from a chosen encoder, i.e. 2(1 - cosine "
@@ -57,14 +66,16 @@ METRIC_DOCS: dict[str, str] = {
         "kernel (x.y/d + 1)^3, averaged over random subsets (reported with its std). About 0 "
         "for the same distribution (may be slightly negative; range (-inf, inf) in principle, "
         "in practice small), lower is better. Unbiased, so "
-        "usable with tens of images, unlike FID; on torchvision's Inception or another encoder "
-        "its values are comparable only with the same feature extractor."
+        "usable with tens of images, unlike FID. In the FID Inception's pool features (the "
+        "pt_inception-2015-12-05 file) it is the KID of torch-fidelity and torchmetrics; in "
+        "another encoder's features (the fallback) it is comparable only with the same encoder."
     ),
     "fid": (
         "Fréchet Inception Distance: Fréchet distance between Gaussians fitted (mean, "
         "covariance) to output and style features. Range [0, inf), lower is better. Strongly "
         "biased upwards for small sample sizes (and covariances are singular when N < D), so "
-        "compare only at equal sample sizes, prefer KID for small sets, and do not compare "
-        "with published numbers that use other Inception weights."
+        "compare only at equal sample sizes and prefer KID for small sets. Comparable with "
+        "published values only in the FID Inception's features (the pt_inception-2015-12-05 "
+        "file, whole images: views 1), never in the fallback encoder's."
     ),
 }

@@ -5,6 +5,7 @@ The sets may differ in size and image size. Each function returns Python floats.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -238,7 +239,10 @@ def fid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     The trace term is computed from the eigenvalues of the symmetric PSD matrix
     :math:`\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2}` (same spectrum as :math:`\Sigma_a
     \Sigma_b`), in float64, with tiny negative eigenvalues clamped to 0; so it stays finite
-    and real when :math:`N < D` makes the covariances singular. The result is clamped at 0.
+    and real when :math:`N < D` makes the covariances singular. With few samples
+    (:math:`NM \le D^2`) the same trace comes, exactly, from the singular values of the
+    :math:`N \times M` product of the centred samples, without a :math:`D \times D`
+    decomposition. The result is clamped at 0.
     With few samples FID is strongly biased upwards; compare values only at equal sample
     sizes and prefer :func:`kid` for small sets.
 
@@ -259,11 +263,22 @@ def fid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     a = a.detach().double().cpu()
     b = b.detach().double().cpu()
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a = torch.cov(a.T, correction=1).reshape(a.shape[1], a.shape[1])
-    cov_b = torch.cov(b.T, correction=1).reshape(b.shape[1], b.shape[1])
-    root_a = _sqrtm_psd(cov_a)
-    mid = root_a @ cov_b @ root_a
-    mid = (mid + mid.T) / 2
-    tr_cross = torch.linalg.eigvalsh(mid).clamp_min(0).sqrt().sum()
-    value = (mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2.0 * tr_cross
+    (n, d), m = a.shape, b.shape[0]
+    if n * m <= d * d:
+        # few samples (e.g. 2048-d Inception features of tens of images): with the centred
+        # samples A, B, the nonzero eigenvalues of Σa Σb are those of (A Bᵀ)(A Bᵀ)ᵀ / ((n-1)(m-1)),
+        # so the trace term is the nuclear norm of the small n x m matrix A Bᵀ: exact, and
+        # without a D x D eigendecomposition
+        ca, cb = a - mu_a, b - mu_b
+        tr_a, tr_b = ca.pow(2).sum() / (n - 1), cb.pow(2).sum() / (m - 1)
+        tr_cross = torch.linalg.svdvals(ca @ cb.T).sum() / math.sqrt((n - 1) * (m - 1))
+    else:
+        cov_a = torch.cov(a.T, correction=1).reshape(d, d)
+        cov_b = torch.cov(b.T, correction=1).reshape(d, d)
+        root_a = _sqrtm_psd(cov_a)
+        mid = root_a @ cov_b @ root_a
+        mid = (mid + mid.T) / 2
+        tr_a, tr_b = cov_a.trace(), cov_b.trace()
+        tr_cross = torch.linalg.eigvalsh(mid).clamp_min(0).sqrt().sum()
+    value = (mu_a - mu_b).pow(2).sum() + tr_a + tr_b - 2.0 * tr_cross
     return max(float(value), 0.0)
