@@ -103,9 +103,25 @@ def build_generator(gspec: Any) -> Generator:
         decoder = build_component("decoder", gspec.decoder, feature_info=decoder_info, out_channels=3)
     except BuildError as exc:
         raise BuildError(f"model.generator: {enc_name} -> decoder {describe_component(gspec.decoder)}: {exc}") from None
-    generator = Generator(encoder, neck, decoder)
-    _probe(generator, "model.generator", f"{enc_name}, neck {describe_component(gspec.neck)}, decoder {describe_component(gspec.decoder)}", info)
+    generator = Generator(encoder, neck, decoder, residual=gspec.residual)
+    parts = f"{enc_name}, neck {describe_component(gspec.neck)}, decoder {describe_component(gspec.decoder)}"
+    _probe(generator, "model.generator", parts, info)
+    if gspec.residual:
+        _start_at_identity(generator, describe_component(gspec.decoder))
     return generator
+
+
+def _start_at_identity(generator: Generator, decoder: str) -> None:
+    """Zero the decoder's last layer and check that the residual generator then gives back x."""
+    x = torch.rand(1, 3, 32, 40)
+    with eval_mode(generator):
+        ok = generator.start_at_identity() and torch.allclose(generator(x), x, atol=1e-6)
+    if not ok:
+        raise BuildError(
+            f"model.generator: residual: true needs a decoder whose output is 0.5 when its last layer "
+            f"is zero (output: tanh or sigmoid, and a last_layer), but decoder {decoder} does not start "
+            "at G(x) = x; use output: tanh, or residual: false"
+        )
 
 
 def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> None:

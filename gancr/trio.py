@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
 
 from gancr.components.base import Balancer, ContentLoss, StyleLoss, pad_to_multiple
@@ -23,19 +24,40 @@ class Generator(nn.Module):
     """``G(x) = decoder(neck(encoder(x)))`` for any ``(B, 3, H, W)``; output the same size.
 
     The input is padded (reflection) to a multiple of the encoder's deepest reduction and
-    the output cropped back.
+    the output cropped back. With ``residual=True`` the decoder's image ``d`` in [0, 1] is
+    read as a change of the input: ``G(x) = clamp(x + 2d - 1, 0, 1)``, so a decoder whose
+    last layer is zero (:meth:`start_at_identity`) gives back ``x``.
     """
 
-    def __init__(self, encoder: nn.Module, neck: nn.Module, decoder: nn.Module):
+    def __init__(self, encoder: nn.Module, neck: nn.Module, decoder: nn.Module, residual: bool = False):
         super().__init__()
         self.encoder, self.neck, self.decoder = encoder, neck, decoder
         self.reduction = max(f.reduction for f in encoder.feature_info)
+        self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         features = self.encoder(pad_to_multiple(x, self.reduction))
         features = [*features[:-1], self.neck(features[-1])]
-        return self.decoder(features)[..., :h, :w]
+        out = self.decoder(features)[..., :h, :w]
+        if self.residual:
+            return (x + 2.0 * out - 1.0).clamp(0.0, 1.0)
+        return out
+
+    @torch.no_grad()
+    def start_at_identity(self) -> bool:
+        """Zero the decoder's last layer (weight and bias); False when it has none to zero."""
+        weight = self.last_layer
+        if weight is None:
+            return False
+        for module in self.decoder.modules():
+            if getattr(module, "weight", None) is weight:
+                weight.zero_()
+                bias = getattr(module, "bias", None)
+                if isinstance(bias, Tensor):
+                    bias.zero_()
+                return True
+        return False
 
     @property
     def last_layer(self) -> Tensor | None:

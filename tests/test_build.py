@@ -534,3 +534,39 @@ def test_training_crops_too_small_for_the_encoder_fail_at_build_time():
     with pytest.raises(BuildError, match=r"training.image_size 32 is too small for encoder 'timm'.*reduction is 32.*"
                                          r"1x1; use image_size >= 64"):
         gancr.build(spec)
+
+
+@pytest.mark.parametrize("decoder", ["upsample_conv", "transposed_conv", "unet"])
+def test_a_residual_generator_starts_as_the_identity_and_learns(decoder):
+    spec = {"model": {"generator": {"encoder": {"name": "conv", "widths": [8, 16]}, "decoder": {"name": decoder},
+                                    "residual": True},
+                      "content_net": {"share_encoder": True}}}
+    generator = gancr.build(spec).generator
+    x = torch.rand(2, 3, 37, 50)
+    assert torch.allclose(generator(x), x, atol=1e-6)  # any size, before any training
+    target = 0.5 * x
+    opt = torch.optim.Adam(generator.parameters(), 1e-3)
+    losses = []
+    for _ in range(10):  # the zeroed last layer gets gradients, so training moves away from x
+        loss = (generator(x) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    y = generator(x)
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_residual_needs_a_decoder_that_can_start_at_zero_change():
+    spec = {"model": {"generator": {"encoder": {"name": "conv", "widths": [8, 16]},
+                                    "decoder": {"name": "upsample_conv", "output": "none"}, "residual": True},
+                      "content_net": {"share_encoder": True}}}
+    with pytest.raises(BuildError, match="residual: true needs a decoder .* does not start at G\\(x\\) = x"):
+        gancr.build(spec)
+
+
+def test_residual_defaults_to_false_so_older_specs_build_the_same_generator():
+    generator = gancr.build({"model": {"content_net": {"share_encoder": True}}}).generator
+    assert generator.residual is False
+    assert gancr.load_spec({}).model.generator.residual is False

@@ -235,6 +235,11 @@ class GeneratorSpec(Section):
     encoder: Slot["encoder"] = Field({"name": "conv"}, validate_default=True)
     neck: Slot["neck"] = Field({"name": "resblocks"}, validate_default=True)
     decoder: Slot["decoder"] = Field({"name": "upsample_conv"}, validate_default=True)
+    residual: bool = Field(
+        False,
+        description="G(x) = clamp(x + 2d - 1), the decoder's image d read as a change of the "
+        "input; its last layer starts at zero, so training starts from G(x) = x",
+    )
 
 
 class ContentNetSpec(Section):
