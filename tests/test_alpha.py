@@ -1,18 +1,19 @@
-"""Strength control: alpha=1 is plain stylisation, alpha=0 the content net's reconstruction,
-values in between lie between the two, and the blending mode follows the architecture."""
+"""Strength control: alpha=1 is plain stylisation, alpha=0 gives back the input photograph for
+every run (whatever its content net), and values in between are ``x + alpha (G(x) - x)``."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from torch import nn
+from PIL import Image
 
 from gancr.errors import GancrError
-from gancr.inference import load_content_net, load_generator, stylize, stylize_tensor
-from gancr.inference.strength import InputImage, alpha_plan, check_alpha, load_alpha_reference
+from gancr.inference import load_generator, stylize, stylize_tensor
+from gancr.inference.strength import StrengthBlend, check_alpha
 from inferencekit import TINY_IN_MODEL, run_cli, smooth_image, tiny_spec, write_png, write_run
 
 
@@ -26,72 +27,55 @@ def x() -> torch.Tensor:
     return smooth_image(72, 101)
 
 
-@pytest.fixture(scope="module")
-def ends(run: Path, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(reconstruction C(x), stylisation G(x)), both clamped as stylize clamps."""
-    with torch.no_grad():
-        return load_content_net(run)(x).clamp(0, 1), load_generator(run)(x).clamp(0, 1)
+def _runs(tmp_path: Path) -> dict[str, Path]:
+    """One run per kind of content net: its own, shared encoder, none trained, residual generator."""
+    shared = {k: dict(v) for k, v in TINY_IN_MODEL.items()}
+    shared["content_net"] = {"share_encoder": True}
+    residual = {k: dict(v) for k, v in TINY_IN_MODEL.items()}
+    residual["generator"] = {**residual["generator"], "residual": True}
+    return {
+        "own": write_run(tmp_path / "own"),
+        "shared": write_run(tmp_path / "shared", {"model": shared, "training": {"image_size": 32}}),
+        "untrained": write_run(tmp_path / "untrained", tiny_spec(train=False)),
+        "residual": write_run(tmp_path / "residual", {"model": residual, "training": {"image_size": 32}}),
+    }
 
 
 def test_alpha_one_is_plain_stylize(run, x):
     assert torch.equal(stylize(x, checkpoint=run, alpha=1.0), stylize(x, checkpoint=run))
 
 
-def test_alpha_zero_is_the_content_nets_reconstruction(run, x, ends):
-    assert torch.equal(stylize(x, checkpoint=run, alpha=0.0), ends[0])
+def test_alpha_zero_gives_back_the_input_for_every_kind_of_run(tmp_path, x):
+    for name, path in _runs(tmp_path).items():
+        assert torch.equal(stylize(x, checkpoint=path, alpha=0.0), x), name
 
 
-def test_intermediate_alphas_lie_between_the_ends(run, x, ends):
-    recon, styled = ends
-    low, high = torch.minimum(recon, styled) - 1e-6, torch.maximum(recon, styled) + 1e-6
+def test_intermediate_alphas_blend_input_and_stylisation(run, x):
     generator = load_generator(run)
+    with torch.no_grad():
+        styled = generator(x).clamp(0, 1)
     distances = []
     for alpha in (0.25, 0.5, 0.75):
-        y = stylize(x, generator=generator, alpha=alpha)  # the content net comes from generator.weights_path
-        assert bool(((y >= low) & (y <= high)).all()), alpha
+        y = stylize(x, generator=generator, alpha=alpha)
+        assert float((y - (x + alpha * (styled - x))).abs().max()) < 1e-5, alpha
         distances.append(float((y - styled).abs().mean()))
     assert distances == sorted(distances, reverse=True)  # closer to the full style as alpha grows
 
 
-def test_feature_mode_when_both_decoders_end_in_the_same_activation(run, x, ends):
-    generator, content_net = load_generator(run), load_content_net(run)
-    plan = alpha_plan(generator, content_net)
-    assert plan.mode == "feature" and "tanh" in plan.reason
-    y = stylize_tensor(generator, x, alpha=0.5, content_net=content_net)
-    image_mix = 0.5 * ends[0] + 0.5 * ends[1]
-    assert float((y - image_mix).abs().max()) > 1e-3  # mixed before the tanh, not after
-
-
-def test_image_mode_when_the_activations_differ(tmp_path, x):
-    spec = tiny_spec(decoder={"name": "upsample_conv", "output": "sigmoid"})
-    run = write_run(tmp_path / "sigmoid", spec)
-    generator, content_net = load_generator(run), load_content_net(run)
-    plan = alpha_plan(generator, content_net)
-    assert plan.mode == "image" and "sigmoid" in plan.reason and "tanh" in plan.reason
+def test_alpha_scales_a_residual_generators_change(tmp_path, x):
+    path = _runs(tmp_path)["residual"]
+    generator = load_generator(path)
     with torch.no_grad():
-        r, y = content_net(x).clamp(0, 1), generator(x).clamp(0, 1)
-    out = stylize_tensor(generator, x, alpha=0.3, content_net=content_net)
-    assert float((out - (0.7 * r + 0.3 * y)).abs().max()) < 1e-5
-
-
-def test_a_run_without_a_trained_content_net_blends_with_the_input(tmp_path, x):
-    spec = tiny_spec(train=False)
-    run = write_run(tmp_path / "baseline", spec)
-    reference = load_alpha_reference(run)
-    assert isinstance(reference, InputImage) and "train: false" in reference.note
-    with pytest.warns(UserWarning, match="blends with the input image"):
-        out = stylize(x, checkpoint=run, alpha=0.0)
-    assert torch.equal(out, x.clamp(0, 1))
-    code, _, err = run_cli("stylize", "--checkpoint", str(run), str(write_png(tmp_path / "p.png", x)),
-                           "--out", str(tmp_path / "out"), "--alpha", "0.5")
-    assert code == 0 and "image-space blend" in err and "trained no content net" in err
+        change = generator(x) - x
+    half = stylize(x, generator=generator, alpha=0.5)
+    assert float((half - (x + 0.5 * change)).abs().max()) < 1e-5
 
 
 def test_alpha_with_tiles_matches_without(run, x):
     big = smooth_image(150, 190, seed=4)
-    generator, content_net = load_generator(run), load_content_net(run)
-    whole = stylize_tensor(generator, big, alpha=0.5, content_net=content_net)
-    tiled = stylize_tensor(generator, big, alpha=0.5, content_net=content_net, tile=64, overlap=32, stats_tiles=0)
+    generator = load_generator(run)
+    whole = stylize_tensor(generator, big, alpha=0.5)
+    tiled = stylize_tensor(generator, big, alpha=0.5, tile=64, overlap=32, stats_tiles=0)
     assert float((tiled - whole).abs().mean()) < 1e-3
 
 
@@ -102,24 +86,47 @@ def test_invalid_alpha_errors_clearly(run, x, bad):
     assert check_alpha(0) == 0.0 and check_alpha("0.5") == 0.5
 
 
-def test_alpha_below_one_needs_a_reference(x):
+def test_a_generator_not_loaded_from_a_file_takes_alpha_too(x):
     import gancr
 
-    generator = gancr.build(tiny_spec()).generator.eval()  # not loaded from a file
-    with pytest.raises(GancrError, match="content_net"):
-        stylize_tensor(generator, x, alpha=0.5)
-    with pytest.raises(GancrError, match="content_net"):
-        stylize(x, generator=generator, alpha=0.5)
-    out = stylize_tensor(generator, x, alpha=0.0, content_net=InputImage())
-    assert torch.equal(out, x)
+    generator = gancr.build(tiny_spec()).generator.eval()
+    assert torch.equal(stylize_tensor(generator, x, alpha=0.0), x)
+    assert torch.equal(stylize(x, generator=generator, alpha=0.0), x)
+    assert StrengthBlend(generator, 0.3).reduction == generator.reduction
 
 
-def test_cli_alpha_prints_its_mode_and_rejects_bad_values(run, tmp_path, x):
+def test_content_net_argument_is_ignored_with_a_warning(run, x):
+    from gancr.inference import load_content_net
+
+    generator, content_net = load_generator(run), load_content_net(run)
+    with pytest.warns(DeprecationWarning, match="content_net= is ignored"):
+        y = stylize_tensor(generator, x, alpha=0.0, content_net=content_net)
+    assert torch.equal(y, x)
+
+
+@pytest.mark.parametrize("name", ["alpha_plan", "InputImage", "load_alpha_reference"])
+def test_removed_names_say_what_replaced_them(name):
+    import gancr.inference.strength as strength
+
+    with pytest.raises(AttributeError, match="removed in gancr 0.2.*blends the input"):
+        getattr(strength, name)
+
+
+def test_cli_alpha_zero_writes_the_input_back(tmp_path, x):
+    for name, path in _runs(tmp_path).items():
+        photo = write_png(tmp_path / "in" / "photo.png", x)
+        code, _, err = run_cli("stylize", "--checkpoint", str(path), str(photo), "--out", str(tmp_path / name),
+                               "--alpha", "0")
+        assert code == 0, err
+        written = np.asarray(Image.open(tmp_path / name / "photo.png"))
+        assert np.array_equal(written, np.asarray(Image.open(photo))), name
+
+
+def test_cli_alpha_rejects_bad_values(run, tmp_path, x):
     photo = write_png(tmp_path / "in" / "photo.png", x)
-    code, out, err = run_cli("stylize", "--checkpoint", str(run), str(photo), "--out", str(tmp_path / "o"),
-                             "--alpha", "0.4")
+    code, _, err = run_cli("stylize", "--checkpoint", str(run), str(photo), "--out", str(tmp_path / "o"),
+                           "--alpha", "0.4")
     assert code == 0, err
-    assert "alpha 0.4: feature-space blend" in err
     code, _, err = run_cli("stylize", "--checkpoint", str(run), str(photo), "--out", str(tmp_path / "o"),
                            "--alpha", "2")
     assert code == 2 and "alpha must be between 0 and 1" in err and "got 2.0" in err
@@ -129,7 +136,7 @@ def test_cli_alpha_prints_its_mode_and_rejects_bad_values(run, tmp_path, x):
 
 
 def test_cli_alpha_reads_the_run_once_and_checks_alpha_once(run, tmp_path, x, monkeypatch):
-    """One weights file read, one spec validation, one generator built and probed, one alpha check."""
+    """One weights file read, one spec validation, one generator built, no content net, one alpha check."""
     import gancr.inference.load as load
     import gancr.inference.strength as strength
 
@@ -151,17 +158,4 @@ def test_cli_alpha_reads_the_run_once_and_checks_alpha_once(run, tmp_path, x, mo
     code, _, err = run_cli("stylize", "--checkpoint", str(run), str(photo), "--out", str(tmp_path / "o"),
                            "--alpha", "0.5")
     assert code == 0, err
-    assert calls == {"read_run": 1, "inference_spec": 1, "build_generator": 1, "build_content_net": 1,
-                     "_validate_alpha": 1}
-
-
-def test_shared_encoder_runs_use_feature_mode(tmp_path, x):
-    model = {k: dict(v) for k, v in TINY_IN_MODEL.items()}
-    model["content_net"] = {"share_encoder": True}
-    run = write_run(tmp_path / "shared", {"model": model, "training": {"image_size": 32}})
-    generator, content_net = load_generator(run), load_content_net(run)
-    assert alpha_plan(generator, content_net).mode == "feature"
-    with torch.no_grad():
-        recon = content_net(x).clamp(0, 1)
-    assert torch.equal(stylize_tensor(generator, x, alpha=0.0, content_net=content_net), recon)
-    assert isinstance(content_net, nn.Module)
+    assert calls == {"read_run": 1, "inference_spec": 1, "build_generator": 1, "_validate_alpha": 1}

@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: old module -> (new module, names it re-exports)
 MODULE_SHIMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "gancr.report": ("gancr.evaluation.report", ("write_report", "read_metrics", "ReportError", "MAX_SAMPLES")),
-    "gancr.strength": ("gancr.inference.strength", (
-        "AlphaPlan", "InputImage", "StrengthBlend", "alpha_plan", "check_alpha", "load_alpha_reference")),
+    "gancr.strength": ("gancr.inference.strength", ("Alpha", "StrengthBlend", "check_alpha")),
     "gancr.tiling": ("gancr.inference.tiling", (
         "TileLayout", "tile_layout", "axis_windows", "frozen_norm_stats", "tile_statistics", "tiled_forward",
         "DEFAULT_STATS_TILES", "default_overlap", "reduction_of")),

@@ -22,7 +22,7 @@ def add_stylize(sub: Any) -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: on CUDA the faster of fp32 and bf16 for this model, measured; fp32 on the CPU")
     p.add_argument("--alpha", type=float, default=1.0, metavar="A",
-                   help="strength: 0 = the content net's reconstruction, 1 = full style (default)")
+                   help="strength: 0 = the input photograph, 1 = full style (default); x + A (G(x) - x)")
     p.add_argument("--tile", type=int, default=None, metavar="SIZE",
                    help="stylise in overlapping tiles of SIZE pixels (bounded memory for big photos)")
     p.add_argument("--overlap", type=int, default=None, metavar="PX",
@@ -35,18 +35,13 @@ def add_stylize(sub: Any) -> None:
 def cmd_stylize(args: argparse.Namespace) -> int:
     from gancr.devices import resolve_device
     from gancr.inference import open_run, stylize
-    from gancr.inference.strength import alpha_plan, check_alpha, load_alpha_reference
+    from gancr.inference.strength import check_alpha
 
     alpha = check_alpha(args.alpha)  # checked once: stylize() takes the checked value as it is
     if args.tile is None and (args.overlap is not None or args.stats_tiles is not None):
         raise GancrError("--overlap and --stats-tiles go with --tile SIZE")
     device = resolve_device(args.device)
-    run = open_run(args.checkpoint)  # read once, for the generator and the content net
-    generator = run.generator(ema=args.ema, device=device)
-    reference = None
-    if alpha < 1.0:
-        reference = load_alpha_reference(run, device=device)
-        note(args, alpha_plan(generator, reference).describe(alpha))
+    generator = open_run(args.checkpoint).generator(ema=args.ema, device=device)
     if args.tile is not None:
         from gancr.inference.tiling import DEFAULT_STATS_TILES, default_overlap
 
@@ -55,7 +50,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         how = f"estimated from {stats} tiles" if stats else "measured over all tiles"
         note(args, f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics {how}")
     written = stylize(args.inputs, generator=generator, out_dir=args.out, device=args.device, alpha=alpha,
-                      content_net=reference, tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
+                      tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
                       precision=args.precision, progress=notes_enabled(args))
     for path in written:
         print(path)

@@ -2,13 +2,13 @@
 
 - :mod:`~gancr.inference.load`: :func:`open_run`, :func:`load_generator`, :func:`load_content_net`;
 - :mod:`~gancr.inference.stylize`: :func:`stylize`, :func:`stylize_tensor`, :func:`fastest_precision`;
-- :mod:`~gancr.inference.strength`: ``alpha`` between the content net's reconstruction and the style;
+- :mod:`~gancr.inference.strength`: ``alpha`` between the input photograph and the full style;
 - :mod:`~gancr.inference.tiling`: big images in overlapping tiles, in bounded memory;
 - :mod:`~gancr.inference.export`: the generator alone as ONNX, TorchScript or safetensors.
 """
 
 from gancr.inference.load import Run, load_content_net, load_generator, open_run
-from gancr.inference.strength import InputImage, alpha_plan, check_alpha, load_alpha_reference
+from gancr.inference.strength import StrengthBlend, check_alpha
 from gancr.inference.stylize import fastest_precision, stylize, stylize_tensor
 from gancr.runs import resolve_weights_path
 
@@ -21,8 +21,6 @@ __all__ = [
     "stylize",
     "stylize_tensor",
     "fastest_precision",
-    "InputImage",
-    "alpha_plan",
+    "StrengthBlend",
     "check_alpha",
-    "load_alpha_reference",
 ]

@@ -14,7 +14,7 @@ from gancr.data import is_image_name, load_alpha, load_image, resolve_source, sa
 from gancr.devices import resolve_device
 from gancr.errors import GancrError
 from gancr.inference.load import open_run
-from gancr.inference.strength import InputImage, StrengthBlend, check_alpha, load_alpha_reference
+from gancr.inference.strength import StrengthBlend, check_alpha
 from gancr.inference.tiling import tiled_forward
 from gancr.progress import Progress
 
@@ -27,22 +27,19 @@ def stylize_tensor(
     image: Tensor,
     *,
     alpha: float = 1.0,
-    content_net: nn.Module | None = None,
     tile: int | None = None,
     overlap: int | None = None,
     stats_tiles: int | None = None,
     precision: str = "fp32",
+    content_net: nn.Module | None = None,
 ) -> Tensor:
     """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size; same shape out.
 
     Args:
         generator: a generator (:func:`~gancr.inference.load_generator`).
         image: the image(s).
-        alpha: strength, from 0 (``content_net``'s reconstruction) to 1 (full style; the
-            default); see :mod:`gancr.inference.strength` for how the two are blended.
-        content_net: the ``alpha=0`` end, needed when ``alpha < 1``: the run's content net
-            (:func:`~gancr.inference.load_content_net`), or ``gancr.inference.InputImage()`` for
-            the input.
+        alpha: strength, from 0 (the input itself) to 1 (full style; the default):
+            ``x + alpha * (G(x) - x)``, see :mod:`gancr.inference.strength`.
         tile: run in tiles of this many pixels (bounded memory for big images; the output
             then stays on the input's device); see :mod:`gancr.inference.tiling`.
         overlap: least overlap of neighbouring tiles (default: an eighth of the tile, at least 32,
@@ -52,13 +49,10 @@ def stylize_tensor(
             which gives the untiled result.
         precision: ``fp32``, or ``bf16`` (autocast; on CUDA it may or may not be faster for a
             given model: :func:`fastest_precision` measures it).
+        content_net: ignored (gancr 0.1 blended alpha with it), with a ``DeprecationWarning``.
     """
     alpha = check_alpha(alpha)
-    if alpha < 1.0 and content_net is None:
-        raise GancrError(
-            f"stylize: alpha {alpha:g} blends with the content net's reconstruction: pass content_net= "
-            "(gancr.load_content_net(run)), or gancr.inference.InputImage() to blend with the input image"
-        )
+    _ignore_content_net(content_net)
     single = image.dim() == 3
     x = image[None] if single else image
     if x.dim() != 4 or x.shape[1] != 3:
@@ -73,8 +67,7 @@ def stylize_tensor(
         x = torch.nn.functional.pad(x, (0, max(0, least - w), 0, max(0, least - h)), mode="replicate")
     module = generator
     if alpha < 1.0:
-        assert content_net is not None
-        module = StrengthBlend(generator, content_net.to(device).eval(), alpha)
+        module = StrengthBlend(generator, alpha)
     if precision not in ("fp32", "bf16"):
         raise GancrError(f"stylize: precision must be fp32 or bf16, got {precision!r}")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -90,6 +83,17 @@ def stylize_tensor(
             y = module(x)
     y = y[..., :h, :w].float().clamp(0, 1)
     return y[0] if single else y
+
+
+def _ignore_content_net(content_net: nn.Module | None) -> None:
+    if content_net is not None:
+        import warnings
+
+        warnings.warn(
+            "stylize: content_net= is ignored since gancr 0.2: alpha blends the input photograph with G(x)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
 
 def fastest_precision(generator: nn.Module, image: Tensor, candidates: Sequence[str] = ("fp32", "bf16")) -> str:
@@ -152,12 +156,12 @@ def stylize(
     ema: bool = True,
     device: str = "auto",
     alpha: float = 1.0,
-    content_net: nn.Module | None = None,
     tile: int | None = None,
     overlap: int | None = None,
     stats_tiles: int | None = None,
     precision: str = "auto",
     progress: bool = False,
+    content_net: nn.Module | None = None,
 ) -> Tensor | list[Path]:
     """Stylise a tensor, or image files and folders, with a trained generator.
 
@@ -171,14 +175,12 @@ def stylize(
         out_dir: where to write the images (files and folders only).
         ema: use the EMA weights when present.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        alpha: strength from 0 (the content net's reconstruction) to 1 (full style).
-        content_net: the ``alpha=0`` end; by default the run's content net, loaded from
-            ``checkpoint`` (or the file ``generator`` was loaded from), or the input image
-            when the run has no trained content net (with a warning).
+        alpha: strength from 0 (the input itself) to 1 (full style, the default).
         tile, overlap, stats_tiles: tiled inference, see :func:`stylize_tensor`.
         precision: ``fp32``, ``bf16``, or ``auto``: on CUDA the faster of the two for this
             model, measured on the first image (channels-last weights there); fp32 on the CPU.
         progress: show progress over files (:class:`gancr.progress.Progress`, on standard error).
+        content_net: ignored (gancr 0.1 blended alpha with it), with a ``DeprecationWarning``.
     """
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
@@ -186,26 +188,15 @@ def stylize(
     if generator is None:
         if checkpoint is None:
             raise GancrError("stylize: give a checkpoint (a run directory or weights file) or a generator")
-        run = open_run(checkpoint)  # read once: the generator and the content net both come from it
+        run = open_run(checkpoint)
         generator = run.generator(ema=ema, device=dev)
-    if alpha < 1.0 and content_net is None:
-        import warnings
-
-        source = run or checkpoint or getattr(generator, "weights_path", None)
-        if source is None:
-            raise GancrError(
-                "stylize: alpha < 1 needs the content net: pass checkpoint= or content_net= "
-                "(or gancr.inference.InputImage() to blend with the input image)"
-            )
-        content_net = load_alpha_reference(source, device=dev)
-        if isinstance(content_net, InputImage):
-            warnings.warn(f"stylize: {content_net.note}", UserWarning, stacklevel=2)
+    _ignore_content_net(content_net)
     if precision not in ("auto", "fp32", "bf16"):
         raise GancrError(f"stylize: precision must be auto, fp32 or bf16, got {precision!r}")
     if dev.type == "cuda":
         generator = generator.to(dev, memory_format=torch.channels_last)
     options: dict[str, Any] = dict(
-        alpha=alpha, content_net=content_net, tile=tile, overlap=overlap, stats_tiles=stats_tiles
+        alpha=alpha, tile=tile, overlap=overlap, stats_tiles=stats_tiles
     )
 
     chosen: list[str] = [] if precision == "auto" else [precision]
