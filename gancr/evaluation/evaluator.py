@@ -31,7 +31,7 @@ from gancr.evaluation.tables import METRICS
 from gancr.metrics.content import edge_f1, feature_distance, psnr, sobel_correlation, ssim
 from gancr.metrics.features import encoder_features
 from gancr.metrics.lpips import LPIPS
-from gancr.metrics.style import fid, kid, lab_histogram_distance
+from gancr.metrics.style import chroma_energy, fid, kid, lab_histogram_distance
 from gancr.progress import Progress
 
 __all__ = ["evaluate", "check_settings"]
@@ -124,14 +124,17 @@ def evaluate(
         for i in range(len(contents)):
             per.append(scorer.score(contents, i, refs, ref_index))
             shown.update(1)
+        style_chroma = []
         for i in range(len(styles)):
             s = fit(styles.load(i), max_size).to(dev)
             style_stats.add(views_of(s, feature_size, views), enc, scorer.kid_views(s))
+            style_chroma.append(float(chroma_energy(s[None])))
             shown.update(1)
 
     rows = {k: [float(p[k]) for p in per if k in p] for k in _ROWS}
     values = {
         **_content_values(rows, models.content_net_note, lpips is not None),
+        **_chroma_values(rows, style_chroma),
         **_style_values(out_stats, style_stats, kid_info, kid_subsets),
         **_reference_values(rows, refs),
     }
@@ -195,7 +198,8 @@ def _reference_index(contents: Images, refs: Images | None) -> dict[str, int]:
 
 
 #: The per-image values of a content image, as they are averaged into the table.
-_ROWS = ("ssim", "edge_f1", "sobel", "perceptual", "content_net", "ref_psnr", "ref_ssim", "ref_edge_f1")
+_ROWS = ("ssim", "edge_f1", "sobel", "perceptual", "content_net", "chroma_in", "chroma_out",
+         "ref_psnr", "ref_ssim", "ref_edge_f1")
 
 
 class _ContentScorer:
@@ -221,6 +225,7 @@ class _ContentScorer:
         item["ssim"] = ssim(xb, y)
         item["edge_f1"] = edge_f1(xb, y)
         item["sobel"] = sobel_correlation(xb, y)
+        item["chroma_in"], item["chroma_out"] = float(chroma_energy(xb)), float(chroma_energy(y))
         vy = views_of(y[0], self.feature_size, self.views)
         fy = self.out_stats.add(vy, enc, self.kid_views(y[0]))
         if self.lpips is not None:
@@ -250,6 +255,18 @@ def _content_values(rows: dict[str, list[float]], content_net_note: str, lpips: 
         "content/content_net_distance": (
             _value(_mean(rows["content_net"])) if rows["content_net"] else _value(None, note=content_net_note)
         ),
+    }
+
+
+def _chroma_values(rows: dict[str, list[float]], style_chroma: list[float]) -> dict[str, dict[str, Any]]:
+    """High-frequency colour of the outputs and of the style set, each over the inputs'."""
+    inputs = _mean(rows["chroma_in"])
+    if inputs <= 0:
+        note = "the inputs have no high-frequency colour (flat or grey images): no ratio"
+        return {"content/chroma_noise": _value(None, note=note), "style/chroma_noise": _value(None, note=note)}
+    return {
+        "content/chroma_noise": _value(_mean(rows["chroma_out"]) / inputs),
+        "style/chroma_noise": _value(_mean(style_chroma) / inputs),
     }
 
 

@@ -45,6 +45,7 @@ from gancr.metrics.features import WeightsUnavailable, encoder_features, pooled
 from gancr.metrics.inception import FIDInception, fid_inception_file, inception_features, inception_weights_file
 from gancr.metrics.lpips import LPIPS, lpips_backbone_file
 from gancr.metrics.style import (
+    chroma_energy,
     fid,
     gram_distance,
     gram_matrix,
@@ -58,6 +59,7 @@ __all__ = [
     "FIDInception",
     "LPIPS",
     "METRIC_DOCS",
+    "chroma_energy",
     "WeightsUnavailable",
     "edge_f1",
     "encoder_features",

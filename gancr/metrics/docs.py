@@ -12,6 +12,15 @@ METRIC_DOCS: dict[str, str] = {
         "keeping local structure and brightness, so it also penalises the colour and texture "
         "changes that style transfer is meant to make; read it as content retention, not quality."
     ),
+    "chroma_energy": (
+        "High-frequency colour: the energy of the Laplacian of the Lab a/b channels, averaged "
+        "over a set of images and divided by the same energy of the inputs. "
+        "`content/chroma_noise` is the outputs' ratio, `style/chroma_noise` the style images' "
+        "ratio. Range [0, inf], lower is better, and an output set at or "
+        "below the style set's value adds no colour noise, stripes or speckles that the style "
+        "does not have. 1 means as much as the inputs; brightness changes and outlines in one "
+        "hue do not count. Scale-dependent: both sets are measured at the evaluation size."
+    ),
     "psnr": (
         "Peak signal-to-noise ratio, 10 log10(1 / MSE) per image in dB, averaged over images. "
         "Range [0, inf], higher is better; identical images give inf. A pixel-wise measure: any "
