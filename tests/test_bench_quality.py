@@ -61,7 +61,7 @@ def test_a_benchmark_is_one_entry(monkeypatch, capsys):
         build_parser().parse_args(["bench", "quality", "--nope"])
 
 
-def test_bench_quality_tiny_gives_both_rows(tmp_path, capsys):
+def test_bench_quality_tiny_gives_identity_and_both_rows(tmp_path, capsys):
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
     code = main(["bench", "quality", "--steps", "2", "--size", "32", "--feature-size", "32",
@@ -69,21 +69,62 @@ def test_bench_quality_tiny_gives_both_rows(tmp_path, capsys):
     printed = capsys.readouterr()
     assert code == 0, printed.err
     lines = printed.out.splitlines()
-    assert lines[0].startswith("spec") and "target PSNR ↑" in lines[0] and "FID ↓" in lines[0]
-    assert lines[1].startswith("quickstart ") and lines[2].startswith("cyclegan_like ")
+    assert lines[0].startswith("spec") and "target PSNR ↑" in lines[0] and "Δ PSNR (worst)" in lines[0]
+    assert "chroma noise ↓" in lines[0] and "FID ↓" in lines[0]
+    assert lines[1].startswith("identity (G(x) = x)")
+    assert lines[2].startswith("quickstart ") and lines[3].startswith("cyclegan_like ")
     assert "generator encoder widths [64, 128, 256] -> [16, 32, 64]" in printed.out
+    assert "the style set's own value is" in printed.out
     data = json.loads(out.read_text())
     assert data["command"].startswith("gancr bench quality --spec examples/quickstart.yaml examples/cyclegan_like.yaml")
     assert data["settings"]["steps"] == 2 and data["machine"]["cpu_count"] >= 1
+    identity = data["identity"]["metrics"]
+    assert identity["content/ssim"]["value"] == 1.0 and identity["content/edge_f1"]["value"] == 1.0
+    assert abs(identity["content/chroma_noise"]["value"] - 1.0) < 1e-9  # outputs = inputs
+    holdout = [p["name"] for p in data["identity"]["per_image"]]
+    assert holdout == ["chelsea", "rocket", "grace_hopper", "camera"]
     quick, base = data["runs"]
     assert (quick["role"], base["role"]) == ("gancr", "baseline")
     for run in (quick, base):
         assert run["steps"] == 2
         m = run["eval"]["metrics"]
-        for key in ("reference/psnr", "reference/ssim", "reference/edge_f1", "content/ssim", "style/kid"):
+        for key in ("reference/psnr", "reference/ssim", "reference/edge_f1", "content/ssim", "style/kid",
+                    "content/chroma_noise"):
             assert m[key]["value"] is not None, (run["name"], key)
-        assert run["eval"]["reference"]["pairs"] == 2
+        assert run["eval"]["reference"]["pairs"] == 4
+        for key in ("reference/psnr", "reference/ssim", "reference/edge_f1"):
+            diff = run["vs_identity"][key]
+            assert diff["mean"] == pytest.approx(m[key]["value"] - identity[key]["value"])
+            assert set(diff["per_image"]) == set(holdout)
+            assert diff["worst"] == min(diff["per_image"].values())
         assert (tmp_path / "runs" / run["name"] / "metrics.jsonl").is_file()
     assert quick["eval"]["metrics"]["content/content_net_distance"]["value"] is not None
     assert base["eval"]["metrics"]["content/content_net_distance"]["value"] is None  # no content net
-    assert md.read_text().startswith("| spec | G params |")
+    text = md.read_text()
+    assert text.startswith("| spec | G params |") and "| identity (G(x) = x) |" in text
+    assert "| photograph | identity PSNR / SSIM / F1 |" in text and "| camera |" in text
+
+
+def test_bench_quality_scores_another_holdout_folder(tmp_path, capsys):
+    """--holdout DIR: the known targets are cartoonize() of the folder's photographs."""
+    import torch
+
+    from gancr.data import cartoonize, load_image, save_image
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(3)
+    for name in ("one", "two", "three"):
+        base = torch.rand(3, 6, 8, generator=g)
+        save_image(torch.nn.functional.interpolate(base[None], size=(60, 80), mode="bilinear")[0], folder / f"{name}.png")
+    code = main(["bench", "quality", "--spec", "examples/quickstart.yaml", "--steps", "2", "--size", "32",
+                 "--feature-size", "32", "--holdout", str(folder), "--json", str(tmp_path / "b.json"),
+                 "--out", str(tmp_path / "runs")])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["settings"]["holdout"] == str(folder) and "cartoonize() of" in data["settings"]["target"]
+    assert sorted(p["name"] for p in data["identity"]["per_image"]) == ["one", "three", "two"]
+    target = load_image(tmp_path / "runs" / "holdout_targets" / "one.png")
+    assert (target - cartoonize(load_image(folder / "one.png"))).abs().max() <= 1 / 255 + 1e-6
+    assert data["runs"][0]["eval"]["reference"]["pairs"] == 3

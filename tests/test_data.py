@@ -514,6 +514,22 @@ def test_builtins_exist_and_are_disjoint(builtin_cache):
         assert min(x.shape[-2:]) <= 512 and x.std() > 0.05
 
 
+def test_builtin_holdout_has_more_than_two_photographs_from_installed_packages(builtin_cache, tmp_path):
+    photos = resolve_source("builtin:holdout")
+    assert [p.stem for p in photos] == ["chelsea", "rocket", "grace_hopper", "camera"]
+    assert all(data.BUNDLED_PHOTOS[p.stem][3] for p in photos)  # each keeps its licence note
+    targets = data.known_targets(photos[:1], tmp_path / "targets")
+    assert targets == [tmp_path / "targets" / "chelsea.png"]
+    assert (load_image(targets[0]) - load_image(resolve_source("builtin:holdout_cartoon")[0])).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_builtin_holdout_without_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANCR_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(DataError, match=r'builtin:holdout needs the package matplotlib: pip install "gancr\[data\]"'):
+        resolve_source("builtin:holdout")
+
+
 def test_builtin_holdout_cartoon_is_cartoonize_of_holdout(builtin_cache):
     photos, targets = resolve_source("builtin:holdout"), resolve_source("builtin:holdout_cartoon")
     for photo, target in zip(photos, targets):
@@ -540,6 +556,6 @@ def test_builtin_dataset(builtin_cache):
 def test_builtin_without_scikit_image(tmp_path, monkeypatch):
     monkeypatch.setenv("GANCR_CACHE_DIR", str(tmp_path / "fresh"))
     monkeypatch.setitem(sys.modules, "skimage", None)  # find_spec() then reports it missing
-    needs = r'builtin:photos needs scikit-image: pip install "gancr\[data\]"'
+    needs = r'builtin:photos needs the package skimage: pip install "gancr\[data\]"'
     with pytest.raises(DataError, match=needs):
         resolve_source("builtin:photos")

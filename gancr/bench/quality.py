@@ -8,13 +8,19 @@ image size, batch size, seed and data; then stylises the held-out photographs
 ``builtin:holdout_cartoon`` (PSNR, SSIM, edge F1), with the content-retention and style
 metrics of :func:`gancr.evaluation.evaluate`, in one table.
 
+Doing nothing is a baseline: the ``identity`` row (``G(x) = x``) is scored in the same run,
+and every spec's row gives its difference from it on the three target metrics, on average
+and on its worst held-out photograph (a model below identity has learned to damage images,
+whatever its losses say). ``--holdout DIR`` evaluates on other photographs: their known
+targets are made with :func:`gancr.data.known_targets` (the same cartoon, the same preparation).
+
 What the benchmark changes in each spec (so that the comparison is fair and fits the time):
 
 - ``training.stages``: each stage's steps scaled so the stages add up to ``--steps``
   (proportionally, at least one step each; weights such as ``w_c`` are kept);
 - ``training.image_size``, ``training.batch_size``, ``training.seed``: the same for all;
 - ``data``: the same for all: ``builtin:photos`` / ``builtin:cartoon``, shorter side
-  ``2 x size`` on load, crops of 30-100 % of the area, flips, style hue jitter 0.25 (the
+  ``2 x size`` on load, crops of 30-100 % of the area, flips, no hue jitter (the
   quickstart's data at size 64);
 - ``--max-width W`` (default 64) shrinks a wider model to fit the time budget: when the
   generator's ``conv`` encoder is wider than ``W`` channels, every ``conv`` encoder width and
@@ -62,11 +68,16 @@ DEFAULT_SIZE = 64
 DEFAULT_BATCH = 4
 DEFAULT_MAX_WIDTH = 64
 
-#: Columns of the quality table: (metric key, header, better).
+#: The target metrics, scored against the known cartoon: (metric key, per-image key, header).
+TARGET_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("reference/psnr", "ref_psnr", "PSNR"),
+    ("reference/ssim", "ref_ssim", "SSIM"),
+    ("reference/edge_f1", "ref_edge_f1", "edge F1"),
+)
+
+#: Columns of the quality table after the target metrics: (metric key, header, better).
 QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("reference/psnr", "target PSNR", "higher"),
-    ("reference/ssim", "target SSIM", "higher"),
-    ("reference/edge_f1", "target edge F1", "higher"),
+    ("content/chroma_noise", "chroma noise", "lower"),
     ("content/ssim", "SSIM(x,G(x))", "higher"),
     ("content/edge_f1", "edge F1", "higher"),
     ("content/sobel_correlation", "Sobel corr", "higher"),
@@ -174,7 +185,7 @@ def prepare_spec(
         "load_size": 2 * size,
         "crop_scale": [0.3, 1.0],
         "flip": True,
-        "style_hue": 0.25,
+        "style_hue": 0.0,
     }
     _, notes = _shrink(spec["model"], max_width)
     changes += notes
@@ -217,6 +228,43 @@ def _load() -> list[float] | None:
         return None
 
 
+class _Identity:
+    """``G(x) = x``: the benchmark's do-nothing baseline (a callable, so evaluate runs it as a generator)."""
+
+    def __call__(self, x: Any) -> Any:
+        return x
+
+
+def _holdout_sets(holdout: str, root: Path) -> tuple[Any, Any, str]:
+    """(content images, their known targets, the targets' label) of ``--holdout``."""
+    if holdout == "builtin:holdout":
+        return holdout, "builtin:holdout_cartoon", "builtin:holdout_cartoon"
+    from gancr.data import known_targets, resolve_source
+
+    paths = resolve_source(holdout)
+    folder = root / "holdout_targets"
+    known_targets(paths, folder)
+    return paths, str(folder), f"cartoonize() of {holdout}"
+
+
+def _differences(ev: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    """Each target metric's difference from the identity row: mean, and per held-out image."""
+    base = {p["name"]: p for p in identity.get("per_image", [])}
+    out: dict[str, Any] = {}
+    for key, row, _ in TARGET_METRICS:
+        mean = ev["metrics"][key]["value"]
+        ref = identity["metrics"][key]["value"]
+        per = {p["name"]: p[row] - base[p["name"]][row] for p in ev.get("per_image", [])
+               if row in p and row in base.get(p["name"], {})}
+        out[key] = {
+            "mean": None if mean is None or ref is None else mean - ref,
+            "per_image": per,
+            "worst": min(per.values()) if per else None,
+            "worst_image": min(per, key=per.get) if per else None,
+        }
+    return out
+
+
 def bench_quality(
     specs: Sequence[str | os.PathLike] = DEFAULT_SPECS,
     *,
@@ -225,6 +273,7 @@ def bench_quality(
     batch_size: int = DEFAULT_BATCH,
     max_width: int = DEFAULT_MAX_WIDTH,
     seed: int = 0,
+    holdout: str = "builtin:holdout",
     out_dir: str | os.PathLike | None = None,
     encoder: Any = None,
     feature_size: int = 224,
@@ -238,6 +287,9 @@ def bench_quality(
         specs: spec files; the first is reported as gancr's method, the others as baselines.
         steps, size, batch_size, seed: the same for every spec.
         max_width: shrink wider ``conv`` models to this many channels (0: keep).
+        holdout: the photographs to score on: ``builtin:holdout`` (default; its targets are
+            ``builtin:holdout_cartoon``) or a folder, file or list of them (targets made with
+            :func:`gancr.data.known_targets`).
         out_dir: keep the run directories here (default: a temporary folder, deleted).
         encoder: the encoder spec of the perceptual/Gram/KID features (see
             :func:`gancr.evaluation.evaluate`).
@@ -248,8 +300,10 @@ def bench_quality(
 
     Returns:
         A JSON-serialisable dict: ``settings``, ``machine`` (with the load average before
-        and after), ``runs`` (per spec: the changes made, training time, throughput,
-        parameters, the evaluation), ``seconds``.
+        and after), ``identity`` (the evaluation of ``G(x) = x``), ``runs`` (per spec: the
+        changes made, training time, throughput, parameters, the evaluation, and
+        ``vs_identity``: each target metric's difference from identity, mean and per
+        image), ``seconds``.
     """
     import tempfile
     from datetime import datetime, timezone
@@ -276,6 +330,10 @@ def bench_quality(
     names = _unique([p.stem for p in paths])
     runs = []
     try:
+        content, target, target_label = _holdout_sets(holdout, root)
+        scoring = dict(encoder=encoder, max_size=3 * size, feature_size=feature_size, per_image=True)
+        say(f"[identity] scoring G(x) = x on {holdout}")
+        identity = evaluate(_Identity(), content, "builtin:cartoon", target, device=device, **scoring)
         for (path, spec, changes), name in zip(prepared, names):
             run_dir = root / name
             say(f"[{name}] training {steps} steps at {size} px ({'; '.join(changes)})")
@@ -283,10 +341,9 @@ def bench_quality(
             trainer = Trainer(spec, run_dir, quiet=quiet)
             result = trainer.fit()
             train_s = time.perf_counter() - t0
-            say(f"[{name}] trained in {train_s:.0f} s; evaluating on builtin:holdout")
+            say(f"[{name}] trained in {train_s:.0f} s; evaluating on {holdout}")
             t1 = time.perf_counter()
-            ev = evaluate(trainer, "builtin:holdout", "builtin:cartoon", "builtin:holdout_cartoon",
-                          encoder=encoder, max_size=3 * size, feature_size=feature_size, device=trainer.device)
+            ev = evaluate(trainer, content, "builtin:cartoon", target, device=trainer.device, **scoring)
             eval_s = time.perf_counter() - t1
             rates = _rates(run_dir / "metrics.jsonl")
             runs.append({
@@ -302,6 +359,7 @@ def bench_quality(
                 "images_per_s": rates,
                 "run_dir": str(run_dir) if tmp is None else None,
                 "eval": ev,
+                "vs_identity": _differences(ev, identity),
             })
             say(f"[{name}] evaluated in {eval_s:.0f} s")
     finally:
@@ -311,9 +369,10 @@ def bench_quality(
         "benchmark": "quality",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": {"steps": steps, "size": size, "batch_size": batch_size, "max_width": max_width, "seed": seed,
-                     "content": "builtin:photos", "style": "builtin:cartoon", "holdout": "builtin:holdout",
-                     "target": "builtin:holdout_cartoon", "eval_max_size": 3 * size, "feature_size": feature_size},
+                     "content": "builtin:photos", "style": "builtin:cartoon", "holdout": holdout,
+                     "target": target_label, "eval_max_size": 3 * size, "feature_size": feature_size},
         "machine": {**_machine(), "load_before": load_before, "load_after": _load()},
+        "identity": identity,
         "runs": runs,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -351,29 +410,66 @@ def _cell(entry: dict[str, Any] | None) -> str:
     return f"{entry['value']:.4g}"
 
 
+def _signed(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:+.{digits}f}"
+
+
+#: Digits of each target metric's differences.
+_DIGITS = {"reference/psnr": 2, "reference/ssim": 3, "reference/edge_f1": 3}
+
+
 def _rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row for identity, one per spec: target metrics with their differences, then the rest."""
     arrow = {"higher": "↑", "lower": "↓"}
-    header = ["spec", "G params", "train s", "img/s"] + [f"{h} {arrow[b]}" for _, h, b in QUALITY_COLUMNS]
+    header = ["spec", "G params", "train s", "img/s"]
+    for _, _, h in TARGET_METRICS:
+        header += [f"target {h} ↑", f"Δ {h} (worst)"]
+    header += [f"{h} {arrow[b]}" for _, h, b in QUALITY_COLUMNS]
+    entries = [("identity (G(x) = x)", None, result["identity"], None)]
+    entries += [(run["name"], run, run["eval"], run["vs_identity"]) for run in result["runs"]]
     rows = []
-    for run in result["runs"]:
-        m = run["eval"]["metrics"]
-        rows.append([
-            run["name"],
-            f"{run['generator_parameters'] / 1e6:.2f}M",
-            f"{run['train_seconds']:.0f}",
-            "n/a" if run["images_per_s"] is None else f"{run['images_per_s']:.1f}",
-            *[_cell(m.get(key)) for key, _, _ in QUALITY_COLUMNS],
-        ])
+    for name, run, ev, diff in entries:
+        m = ev["metrics"]
+        row = [name,
+               "-" if run is None else f"{run['generator_parameters'] / 1e6:.2f}M",
+               "-" if run is None else f"{run['train_seconds']:.0f}",
+               "-" if run is None or run["images_per_s"] is None else f"{run['images_per_s']:.1f}"]
+        for key, _, _ in TARGET_METRICS:
+            row.append(_cell(m.get(key)))
+            d = _DIGITS[key]
+            row.append("-" if diff is None else f"{_signed(diff[key]['mean'], d)} ({_signed(diff[key]['worst'], d)})")
+        row += [_cell(m.get(key)) for key, _, _ in QUALITY_COLUMNS]
+        rows.append(row)
+    return header, rows
+
+
+def _image_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per held-out photograph: PSNR / SSIM / edge F1 against its target, identity then each spec."""
+    names = ["identity", *[run["name"] for run in result["runs"]]]
+    evals = [result["identity"], *[run["eval"] for run in result["runs"]]]
+    header = ["photograph", *[f"{n} PSNR / SSIM / F1" for n in names]]
+    rows = []
+    for i, item in enumerate(result["identity"].get("per_image", [])):
+        row = [item["name"]]
+        for ev in evals:
+            p = ev["per_image"][i]
+            row.append(" / ".join(f"{p[k]:.{d}f}" if k in p else "n/a"
+                                  for k, d in (("ref_psnr", 2), ("ref_ssim", 3), ("ref_edge_f1", 3))))
+        rows.append(row)
     return header, rows
 
 
 def _notes(result: dict[str, Any]) -> list[str]:
     s = result["settings"]
+    chroma = result["identity"]["metrics"].get("style/chroma_noise", {}).get("value")
     lines = [
         f"{s['steps']} steps, {s['size']} px, batch {s['batch_size']}, seed {s['seed']}, same data for every spec; "
         f"scored on {s['holdout']} (longer side {s['eval_max_size']} px) against {s['target']}.",
-        "target = G(x) vs the true cartoon of the held-out photo; the other content columns compare x with G(x); "
-        "style columns compare the outputs with builtin:cartoon.",
+        "target = G(x) vs the true cartoon of the held-out photo; Δ = difference from the identity row (G(x) = x), "
+        "the mean over the photographs and, in brackets, the worst photograph; the other content columns compare "
+        "x with G(x); style columns compare the outputs with builtin:cartoon.",
+        "chroma noise = high-frequency colour of the outputs over the inputs'; the style set's own value is "
+        f"{'n/a' if chroma is None else f'{chroma:.4g}'} (an output set at or below it adds no colour noise).",
     ]
     if result["runs"]:
         f = result["runs"][0]["eval"]["features"]
@@ -387,17 +483,20 @@ def _notes(result: dict[str, Any]) -> list[str]:
 
 
 def quality_table(result: dict[str, Any]) -> str:
-    """The benchmark's table as text: one row per spec, then the notes."""
+    """The benchmark's tables as text: one row per spec (identity first), per photograph, then the notes."""
     header, rows = _rows(result)
-    return "\n".join(text_table(header, rows) + ["", *_notes(result)])
+    image_header, image_rows = _image_rows(result)
+    return "\n".join(text_table(header, rows) + [""] + text_table(image_header, image_rows) + ["", *_notes(result)])
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in rows]]
 
 
 def quality_markdown(result: dict[str, Any]) -> str:
-    """The benchmark's table as Markdown (for docs/evaluation.md), with its notes."""
-    header, rows = _rows(result)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines + [""] + [f"- {n}" for n in _notes(result)])
+    """The benchmark's tables as Markdown (for docs/evaluation.md), with its notes."""
+    return "\n".join(_markdown(*_rows(result)) + [""] + _markdown(*_image_rows(result)) + [""]
+                     + [f"- {n}" for n in _notes(result)])
 
 
 # --------------------------------------------------------------------------------------
@@ -415,6 +514,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-width", type=int, metavar="W", default=DEFAULT_MAX_WIDTH,
                    help="shrink wider conv models to this many channels, 0 to keep (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every spec (default: 0)")
+    p.add_argument("--holdout", default="builtin:holdout", metavar="DIR",
+                   help="photographs to score on: a folder or file (their known targets are made with "
+                        "cartoonize()), default: %(default)s")
     p.add_argument("--encoder", default=None, metavar="YAML", help="encoder of the feature metrics as YAML/JSON "
                    "(default: '{name: vgg19, layer: relu3_1}', random weights)")
     p.add_argument("--feature-size", type=int, metavar="PX", default=224, help="side of the encoder's input views (default: %(default)s)")
@@ -433,12 +535,12 @@ def run(args: argparse.Namespace) -> int:
 
     command = ["gancr", "bench", "quality", "--spec", *args.specs, "--steps", str(args.steps), "--size", str(args.size),
                "--batch-size", str(args.batch_size), "--max-width", str(args.max_width), "--seed", str(args.seed),
-               "--feature-size", str(args.feature_size)]
+               "--feature-size", str(args.feature_size), "--holdout", args.holdout]
     if args.encoder:
         command += ["--encoder", args.encoder]
     result = bench_quality(
         args.specs, steps=args.steps, size=args.size, batch_size=args.batch_size, max_width=args.max_width,
-        seed=args.seed, out_dir=args.out, encoder=parse_encoder(args.encoder), feature_size=args.feature_size,
+        seed=args.seed, holdout=args.holdout, out_dir=args.out, encoder=parse_encoder(args.encoder), feature_size=args.feature_size,
         device=args.device, quiet=not args.progress, log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     result["command"] = shlex.join(command)

@@ -7,27 +7,39 @@ function of ``(seed, k)``, so training resumes at any step with bit-identical da
 
 Built-in sources
 ----------------
-Made from the colour photographs bundled inside scikit-image (``skimage/data/``, read by path;
-nothing is ever downloaded), split so that no photograph, and no near-duplicate of one, is in
-two sets:
+Made from the photographs bundled inside scikit-image (``skimage/data/``) and matplotlib
+(``mpl-data/sample_data/``), read by path; nothing is ever downloaded. They are split so
+that no photograph, and no near-duplicate of one, is in two sets:
 
 ================================  ==============================================================
 ``builtin:photos``                astronaut, coffee, hubble_deep_field, retina (content domain)
 ``builtin:cartoon``               :func:`cartoonize` of motorcycle_left, motorcycle_right, ihc
                                   (style domain; the stereo pair stays in one set)
-``builtin:holdout``               chelsea, rocket (kept out of both, for evaluation)
+``builtin:holdout``               chelsea, rocket, grace_hopper (matplotlib), camera (greyscale):
+                                  kept out of both, for evaluation
 ``builtin:holdout_cartoon``       :func:`cartoonize` of exactly the ``builtin:holdout`` images,
                                   same order and file stems (the known target of a benchmark)
 ================================  ==============================================================
+
+:data:`~gancr.data.builtin.BUNDLED_PHOTOS` gives each photograph's package, file and licence
+(all public domain, CC0 or free for research).
 
 Every built-in image is first resized (antialiased) so that its shorter side is at most
 512 pixels and rounded to 8 bits, then written as PNG under ``$GANCR_CACHE_DIR`` (default
 ``~/.cache/gancr``) in a folder whose name carries a version tag of the split and of the
 cartoon algorithm, so changing either rebuilds the files. Hence
 ``cartoonize(load_image(holdout))`` equals ``load_image(holdout_cartoon)`` up to 8-bit rounding.
+:func:`~gancr.data.builtin.known_targets` prepares any other photographs the same way.
 """
 
-from gancr.data.builtin import BUILTIN_PREFIX, BUILTIN_SOURCES, builtin_cache_dir, builtin_source_names
+from gancr.data.builtin import (
+    BUILTIN_PREFIX,
+    BUILTIN_SOURCES,
+    BUNDLED_PHOTOS,
+    builtin_cache_dir,
+    builtin_source_names,
+    known_targets,
+)
 from gancr.data.cartoon import Cartoonize, cartoonize
 from gancr.data.dataset import DataWarning, DeviceAugment, UnpairedImages
 from gancr.data.images import load_alpha, load_image, save_image
@@ -38,6 +50,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BUILTIN_PREFIX",
     "BUILTIN_SOURCES",
+    "BUNDLED_PHOTOS",
+    "known_targets",
     "DataError",
     "DataWarning",
     "load_image",

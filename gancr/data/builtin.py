@@ -1,4 +1,4 @@
-"""Built-in sources that need no download: split from the photographs bundled with scikit-image.
+"""Built-in sources that need no download: split from photographs bundled with scikit-image and matplotlib.
 
 See :mod:`gancr.data` for the split; the files are written under :func:`builtin_cache_dir`.
 """
@@ -9,6 +9,7 @@ import difflib
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor
@@ -17,7 +18,10 @@ from gancr.data.cartoon import CARTOON_PARAMS, cartoonize
 from gancr.data.images import load_image, resize_image, save_image
 from gancr.errors import DataError
 
-__all__ = ["BUILTIN_PREFIX", "BUILTIN_SOURCES", "builtin_source_names", "builtin_cache_dir", "builtin_paths"]
+__all__ = [
+    "BUILTIN_PREFIX", "BUILTIN_SOURCES", "BUNDLED_PHOTOS", "builtin_source_names", "builtin_cache_dir", "builtin_paths",
+    "known_targets",
+]
 
 #: The prefix of a built-in source.
 BUILTIN_PREFIX = "builtin:"
@@ -26,18 +30,34 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_SOURCES: dict[str, str] = {
     "builtin:photos": "colour photographs from scikit-image (content domain of the demo)",
     "builtin:cartoon": "cartoonize() of other scikit-image photographs (style domain of the demo)",
-    "builtin:holdout": "photographs kept out of photos and cartoon, for evaluation",
+    "builtin:holdout": "photographs kept out of photos and cartoon, for evaluation (one greyscale)",
     "builtin:holdout_cartoon": "cartoonize() of exactly the builtin:holdout images (known target)",
 }
 
+#: The bundled photographs: name -> (package, folder inside the package, file, licence).
+BUNDLED_PHOTOS: dict[str, tuple[str, str, str, str]] = {
+    "astronaut": ("skimage", "data", "astronaut.png", "NASA (Eileen Collins), public domain"),
+    "coffee": ("skimage", "data", "coffee.png", "CC0, Rachel Michetti"),
+    "hubble_deep_field": ("skimage", "data", "hubble_deep_field.jpg", "NASA, public domain"),
+    "retina": ("skimage", "data", "retina.jpg", "CC0, Mikael Häggström (Wikimedia Commons)"),
+    "motorcycle_left": ("skimage", "data", "motorcycle_left.png", "Middlebury stereo data set, free for research"),
+    "motorcycle_right": ("skimage", "data", "motorcycle_right.png", "Middlebury stereo data set, free for research"),
+    "ihc": ("skimage", "data", "ihc.png", "CMMI, no known copyright restrictions"),
+    "chelsea": ("skimage", "data", "chelsea.png", "CC0, Stefan van der Walt"),
+    "rocket": ("skimage", "data", "rocket.jpg", "SpaceX, public domain"),
+    "camera": ("skimage", "data", "camera.png", "CC0, Lav Varshney (greyscale)"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data", "grace_hopper.jpg", "US Navy, public domain"),
+}
+
+#: The built-in sets: name -> (photographs, cartoonized?).
 _SPLIT: dict[str, tuple[tuple[str, ...], bool]] = {
-    "photos": (("astronaut.png", "coffee.png", "hubble_deep_field.jpg", "retina.jpg"), False),
-    "cartoon": (("motorcycle_left.png", "motorcycle_right.png", "ihc.png"), True),
-    "holdout": (("chelsea.png", "rocket.jpg"), False),
-    "holdout_cartoon": (("chelsea.png", "rocket.jpg"), True),
+    "photos": (("astronaut", "coffee", "hubble_deep_field", "retina"), False),
+    "cartoon": (("motorcycle_left", "motorcycle_right", "ihc"), True),
+    "holdout": (("chelsea", "rocket", "grace_hopper", "camera"), False),
+    "holdout_cartoon": (("chelsea", "rocket", "grace_hopper", "camera"), True),
 }
 _BUILTIN_MAX_SIDE = 512
-_BUILTIN_VERSION = 1
+_BUILTIN_VERSION = 2
 _BUILTIN_TAG = f"v{_BUILTIN_VERSION}-" + hashlib.sha256(
     repr((sorted(_SPLIT.items()), _BUILTIN_MAX_SIDE, sorted(CARTOON_PARAMS.items()))).encode()
 ).hexdigest()[:8]
@@ -55,11 +75,16 @@ def builtin_cache_dir() -> Path:
     return Path(os.path.abspath(os.path.expanduser(root))) / f"builtin-{_BUILTIN_TAG}"
 
 
-def _skimage_data_dir(source: str) -> Path:
-    spec = importlib.util.find_spec("skimage")
+def _bundled_file(name: str, source: str) -> Path:
+    """The file of a bundled photograph, inside its installed package (never downloaded)."""
+    package, folder, file, _ = BUNDLED_PHOTOS[name]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f'{source} needs scikit-image: pip install "gancr[data]"')
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+        raise DataError(f'{source} needs the package {package}: pip install "gancr[data]"')
+    path = Path(list(spec.submodule_search_locations)[0]) / folder / file
+    if not path.is_file():
+        raise DataError(f'{source}: {package}\'s bundled file {path} is missing; reinstall it (pip install "gancr[data]")')
+    return path
 
 
 def _builtin_base(file: Path) -> Tensor:
@@ -80,21 +105,27 @@ def builtin_paths(source: str) -> list[Path]:
         raise DataError(
             f"unknown built-in source {source!r}{hint}; available: {', '.join(BUILTIN_SOURCES)}"
         )
-    files, cartoon = _SPLIT[name]
+    names, cartoon = _SPLIT[name]
     folder = builtin_cache_dir() / name
-    paths = [folder / f"{Path(f).stem}.png" for f in files]
-    missing = [(f, p) for f, p in zip(files, paths) if not p.is_file()]
-    if missing:
-        data_dir = _skimage_data_dir(source)
-        for f, p in missing:
-            file = data_dir / f
-            if not file.is_file():
-                raise DataError(
-                    f"{source}: scikit-image's bundled file {file} is missing; reinstall "
-                    f'scikit-image (pip install "gancr[data]")'
-                )
-            x = _builtin_base(file)
+    paths = [folder / f"{n}.png" for n in names]
+    for n, p in zip(names, paths):
+        if not p.is_file():
+            x = _builtin_base(_bundled_file(n, source))
             save_image(cartoonize(x) if cartoon else x, p)
     return paths
 
 
+def known_targets(images: Sequence[Path], folder: Path) -> list[Path]:
+    """:func:`cartoonize` of each image, prepared as the built-in sets are, into ``folder``.
+
+    The known target of ``gancr bench quality --holdout DIR``: each image's shorter side is
+    brought to at most 512 pixels and rounded to 8 bits (like ``builtin:holdout``), then
+    cartoonized and written as ``folder/<stem>.png``. Returns the written paths.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for image in images:
+        target = folder / f"{Path(image).stem}.png"
+        save_image(cartoonize(_builtin_base(Path(image))), target)
+        out.append(target)
+    return out
