@@ -171,7 +171,7 @@ def test_evaluate_a_run_directory_uses_its_content_net(tiny_run):
     assert all(m[s.key]["value"] is not None for s in METRICS)  # every metric computed
     assert result["features"]["content_net"]["layers"] == ["level0", "level1"]
     assert result["checkpoint"].endswith("generator.safetensors")
-    assert result["reference"]["pairs"] == 2
+    assert result["reference"]["pairs"] == 4  # builtin:holdout: chelsea, rocket, grace_hopper, camera
 
 
 def test_gancr_eval_prints_the_table_and_writes_json(tiny_run, tmp_path, capsys):
