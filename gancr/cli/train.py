@@ -23,15 +23,15 @@ def add_train(sub: Any) -> None:
 
 
 def _demo_inputs(spec: Any) -> list[Path]:
-    """A few photographs to stylise after training: held-out ones for the built-in demo."""
+    """Photographs to stylise after training: every held-out one for the built-in demo, else two."""
     from gancr.data import resolve_source
 
-    content = spec.data.content
-    source = "builtin:holdout" if content == "builtin:photos" else content
+    builtin = spec.data.content == "builtin:photos"
     try:
-        return resolve_source(source)[:2]
+        paths = resolve_source("builtin:holdout" if builtin else spec.data.content)
     except GancrError:
         return []
+    return paths if builtin else paths[:2]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
