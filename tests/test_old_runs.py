@@ -34,7 +34,9 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 def test_its_generator_file_stylises_as_it_did(expected):
     x = expected["input"]
     assert _close(stylize(x, checkpoint=RUN), expected["run"])
-    assert _close(stylize(x, checkpoint=RUN, alpha=0.5), expected["run_alpha_0.5"])
+    # alpha changed meaning in 0.2 (it blends with the input, not the content net): the old run
+    # gives the new blend of its unchanged stylisation
+    assert _close(stylize(x, checkpoint=RUN, alpha=0.5), torch.lerp(x, expected["run"], 0.5))
 
 
 def test_its_checkpoint_stylises_as_it_did(expected, tmp_path):
