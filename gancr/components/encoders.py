@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from gancr.components.base import FeatureInfo, Frozen, Norm, freeze as freeze_parameters, norm_layer
 from gancr.errors import BuildError, GancrError
 from gancr.registry import ComponentParams, Registry
-from gancr.weights import load_state_dict_file
+from gancr.weights import load_state_dict_file, reachable, timm_pretrained_file, torch_hub_cached
 
 __all__ = ["VGG19Encoder", "TimmEncoder", "ConvEncoder", "VGG19_LAYERS", "register"]
 
@@ -67,7 +67,7 @@ def _download_error(what: str, exc: Exception, hint: str) -> BuildError:
     return BuildError(
         f"cannot get the pretrained weights of {what} ({type(exc).__name__}: {exc}). "
         f"Offline? Download them on a connected machine and pass `weights: /path/to/file` "
-        f"({hint}), or set pretrained: false."
+        f"({hint}), or set pretrained: false; see 'Weights offline' in docs/training.md."
     )
 
 
@@ -117,6 +117,10 @@ class VGG19Encoder(Frozen):
         elif pretrained:
             from torchvision.models import VGG19_Weights
 
+            url = VGG19_Weights.IMAGENET1K_V1.url
+            why = None if torch_hub_cached(url) is not None else reachable(url)
+            if why is not None:  # not cached and offline: say so now (torch hub would hang or fail late)
+                raise _download_error("vgg19", OSError(why), url)
             try:
                 state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
             except Exception as exc:  # noqa: BLE001 - urllib, ssl, http errors
@@ -206,6 +210,10 @@ class TimmEncoder(Frozen):
         if weights is not None:
             load_state_dict_file(weights, f"timm {model_name} weights")  # checks it is safe
             kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
+        elif pretrained:  # cached weights load without the network; offline fails now, not after retries
+            cached = timm_pretrained_file(model_name)
+            if cached is not None:
+                kwargs["pretrained_cfg_overlay"] = {"file": str(cached)}
         try:
             model = timm.create_model(model_name, pretrained=pretrained or weights is not None, **kwargs)
         except GancrError:
