@@ -207,6 +207,10 @@ def field_paths() -> list[str]:
 
 
 def _anchor_title(path: str) -> str:
+    """A section's heading; a list's items are "`training.stages` items", whose anchor is the
+    same on GitHub and on the mkdocs site (a `<i>` in a heading is dropped by one, kept by the other)."""
+    if path.endswith(".<i>"):
+        return f"`{path[:-4]}` items"
     return f"`{path}`" if path else "The top level"
 
 

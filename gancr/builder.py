@@ -51,7 +51,7 @@ def build_component(kind: str, spec: Any, *, registry: Registry | None = None, *
         SpecError: the parameters do not validate (with their paths).
         BuildError: the factory rejected its arguments; names the component.
 
-    Example:
+    Examples:
         >>> enc = build_component("encoder", {"name": "conv", "widths": [8, 16]})
         >>> [(f.channels, f.reduction) for f in enc.feature_info]
         [(8, 1), (16, 2)]

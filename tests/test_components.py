@@ -193,6 +193,20 @@ def test_contract_params_come_from_the_registry():
     assert names == {(e.kind, e.name) for e in get_registry().entries()}
 
 
+def test_every_parameter_of_every_component_has_a_description():
+    """Editors show Field(description=...) (through gancr schema), and so do gancr describe and the
+    catalogue: no parameter of a built-in or an installed plugin's component is left blank."""
+    blank = [
+        f"{e.kind} {e.name!r} (plugin {e.plugin}): {field}"
+        for e in get_registry().entries()
+        for field, info in e.params.model_fields.items()
+        if not (info.description or "").strip()
+    ]
+    assert not blank, "give these parameters Field(description=...):\n" + "\n".join(blank)
+    schema = gancr.spec.Spec.model_json_schema()
+    assert schema["$defs"]["Encoder_conv"]["properties"]["norm"]["description"]
+
+
 # ----------------------------------------------------------------------------------------
 # the contract of each kind, and the parameter models (gancr.testing: plugins run the same)
 # ----------------------------------------------------------------------------------------

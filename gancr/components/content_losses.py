@@ -58,7 +58,7 @@ class PerceptualParams(ComponentParams):
         description="any registered encoder (frozen); its pretrained weights matter",
     )
     layers: list[str] | None = Field(None, description="feature names to compare (default: all)")
-    distance: Distance = "l1"
+    distance: Distance = Field("l1", description="how features are compared: l1 (mean absolute difference) or mse (mean squared)")
 
 
 class PerceptualLoss(KeepsEncoderFrozen, ContentLoss):
@@ -129,7 +129,7 @@ class EdgeLoss(ContentLoss):
 
 
 class ColorParams(ComponentParams):
-    space: Literal["lab", "ycbcr"] = "lab"
+    space: Literal["lab", "ycbcr"] = Field("lab", description="the colour space whose chroma channels are compared: lab (a, b) or ycbcr (Cb, Cr)")
     blur: float = Field(0.0, ge=0, description="Gaussian sigma before comparing (0: none)")
 
 
@@ -161,7 +161,7 @@ class ContentNetParams(ComponentParams):
     layers: list[int] | None = Field(
         None, description="indices of the content net's encoder features (default: the deepest)"
     )
-    distance: Distance = "l1"
+    distance: Distance = Field("l1", description="how features are compared: l1 (mean absolute difference) or mse (mean squared)")
 
 
 class ContentNetLoss(ContentLoss):

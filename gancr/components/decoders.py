@@ -20,7 +20,7 @@ __all__ = ["TransposedConvDecoder", "UpsampleConvDecoder", "UNetDecoder", "regis
 
 
 class DecoderParams(ComponentParams):
-    norm: Norm = "instance"
+    norm: Norm = Field("instance", description="normalisation after each convolution: instance, batch or none")
     output: OutputActivation = Field("tanh", description="last activation (tanh is rescaled to [0, 1])")
     min_width: int = Field(16, gt=0, description="narrowest upsampling stage")
 

@@ -34,7 +34,7 @@ def _norm(norm: str, channels: int) -> nn.Module:
 class PatchGANParams(ComponentParams):
     layers: int = Field(3, ge=1, le=6, description="stride-2 layers (3 gives 70x70 patches)")
     width: int = Field(64, gt=0, description="channels of the first layer (doubling, at most 8x)")
-    norm: DNorm = "instance"
+    norm: DNorm = Field("instance", description="normalisation of the convolutions: instance, batch, spectral (spectral norm of the weights) or none")
 
 
 class PatchGAN(nn.Module):
@@ -84,8 +84,8 @@ class MultiScale(nn.Module):
 
 class DCGANParams(ComponentParams):
     layers: int = Field(4, ge=1, le=7, description="stride-2 conv layers")
-    width: int = Field(64, gt=0)
-    norm: DNorm = "batch"
+    width: int = Field(64, gt=0, description="channels of the first layer (doubling, at most 8x)")
+    norm: DNorm = Field("batch", description="normalisation of the convolutions: batch (DCGAN's), instance, spectral or none")
 
 
 class DCGAN(nn.Module):

@@ -178,7 +178,7 @@ class TimmParams(ComponentParams):
     weights: str | None = Field(None, description="a local weight file for the timm model")
     features_only: bool = Field(True, description="multi-scale features (else the last map only)")
     out_indices: list[int] | None = Field(None, description="which feature levels (default: all)")
-    freeze: bool = False
+    freeze: bool = Field(False, description="keep the backbone's weights fixed (train only what follows it)")
     normalize: bool = Field(True, description="apply the model's mean/std to the input")
 
 
@@ -259,8 +259,8 @@ class ConvParams(ComponentParams):
     widths: list[int] = Field(
         [32, 64, 128], min_length=1, description="channels per level; each level after the first halves the size"
     )
-    norm: Norm = "instance"
-    freeze: bool = False
+    norm: Norm = Field("instance", description="normalisation after each convolution: instance, batch or none")
+    freeze: bool = Field(False, description="keep the weights fixed")
 
     @field_validator("widths")
     @classmethod

@@ -43,7 +43,7 @@ class ResBlock(nn.Module):
 
 class ResBlocksParams(ComponentParams):
     blocks: int = Field(4, ge=0, description="number of residual blocks (CycleGAN uses 9)")
-    norm: Norm = "instance"
+    norm: Norm = Field("instance", description="normalisation inside each block: instance, batch or none")
     in_channels: int | None = Field(
         None, gt=0, description="expected input channels (default: whatever the encoder gives)"
     )

@@ -176,7 +176,9 @@ def stylize(
         ema: use the EMA weights when present.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         alpha: strength from 0 (the input itself) to 1 (full style, the default).
-        tile, overlap, stats_tiles: tiled inference, see :func:`stylize_tensor`.
+        tile: stylise in tiles of this many pixels (bounded memory), see :func:`stylize_tensor`.
+        overlap: least overlap between tiles, see :func:`stylize_tensor`.
+        stats_tiles: tiles to estimate normalisation statistics from, see :func:`stylize_tensor`.
         precision: ``fp32``, ``bf16``, or ``auto``: on CUDA the faster of the two for this
             model, measured on the first image (channels-last weights there); fp32 on the CPU.
         progress: show progress over files (:class:`gancr.progress.Progress`, on standard error).
