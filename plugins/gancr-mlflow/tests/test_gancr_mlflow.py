@@ -13,7 +13,7 @@ import gancr
 from gancr.plugins import get_registry
 from gancr.training import Trainer
 
-from gancr_mlflow.logger import RUN_ID_FILE, flatten
+from gancr_mlflow.logger import RUN_ID_FILE, flatten, metric_name
 
 TINY = {
     "model": {
@@ -72,8 +72,8 @@ def test_a_run_is_logged_and_a_resume_continues_it(spec, store, tmp_path):
     # every metric of metrics.jsonl, at the same steps, with the same values
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == [1, 2, 3, 4]
-    for key in ("loss/generator", "loss/discriminator", "weight/w_c", "lr/generator"):
-        history = sorted(store.get_metric_history(run_id, key), key=lambda m: m.step)
+    for key in ("loss/generator", "loss/style", "loss/style/lsgan", "weight/w_c", "lr/generator"):
+        history = sorted(store.get_metric_history(run_id, metric_name(key)), key=lambda m: m.step)
         assert [(m.step, m.value) for m in history] == [(m["step"], pytest.approx(m[key])) for m in logged], key
     steps = [m.step for m in store.get_metric_history(run_id, "checkpoint_step")]
     assert sorted(steps) == [2, 4]

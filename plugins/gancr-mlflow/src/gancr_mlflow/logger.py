@@ -8,7 +8,7 @@
 - **When.** The run starts at the first stage (its id is kept in ``<run>/mlflow_run_id``, so
   ``gancr train --resume`` continues the same MLflow run); the spec's fields are its params and
   ``spec.yaml`` its artifact; every step that ``metrics.jsonl`` records (``training.log_every``)
-  logs the same metrics at the same step; each checkpoint sets the tag
+  logs the same metrics at the same step (``/`` in their names written as ``.``: :func:`metric_name`); each checkpoint sets the tag
   ``gancr.checkpoint`` and the metric ``checkpoint_step``; the last step ends the MLflow run
   as FINISHED.
 """
@@ -21,13 +21,19 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MlflowLogger", "flatten", "RUN_ID_FILE"]
+__all__ = ["MlflowLogger", "flatten", "metric_name", "RUN_ID_FILE"]
 
 #: The file in a gancr run directory that keeps its MLflow run's id.
 RUN_ID_FILE = "mlflow_run_id"
 
 #: MLflow's limit on a param value's length.
 _PARAM_MAX = 500
+
+
+def metric_name(key: str) -> str:
+    """``loss/style/lsgan`` -> ``loss.style.lsgan``: MLflow's file store keeps a metric per file,
+    so it cannot hold both ``loss/style`` and ``loss/style/lsgan``."""
+    return key.replace("/", ".")
 
 
 def flatten(data: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -103,7 +109,7 @@ class MlflowLogger:
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if k not in ("step", "time")]
+            batch = [Metric(metric_name(k), float(v), now, step) for k, v in metrics.items() if k not in ("step", "time")]
             self._client().log_batch(run_id, metrics=batch)
         if step >= trainer.total_steps:
             self._client().set_terminated(run_id, "FINISHED")
