@@ -470,10 +470,14 @@ def test_local_timm_weights_load(tmp_path):
     assert torch.equal(encoder.model.layer1[0].conv1.weight, model.layer1[0].conv1.weight)
 
 
-def test_pretrained_vgg19_offline_fails_clearly(monkeypatch):
+def test_pretrained_vgg19_failed_download_fails_clearly(monkeypatch):
+    """The host answers but the download fails (tests/test_weights_offline.py: no network at all)."""
     import torch.hub
     import torchvision.models._api as tv_api
 
+    import gancr.components.encoders
+
+    monkeypatch.setattr(gancr.components.encoders, "reachable", lambda url: None)
     calls = []
 
     def offline(url, *args, **kwargs):
@@ -490,11 +494,14 @@ def test_pretrained_vgg19_offline_fails_clearly(monkeypatch):
     assert "`weights: /path/to/file`" in message and "pretrained: false" in message and calls[0] in message
 
 
-def test_pretrained_timm_offline_fails_clearly(monkeypatch):
+def test_pretrained_timm_failed_download_fails_clearly(monkeypatch):
+    """Not cached, the host answers, the download fails (tests/test_weights_offline.py: offline)."""
     builder = pytest.importorskip("timm.models._builder")
     if not hasattr(builder, "load_pretrained"):  # pragma: no cover - another timm layout
         pytest.skip("timm has no timm.models._builder.load_pretrained to stub")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import gancr.components.encoders
+
+    monkeypatch.setattr(gancr.components.encoders, "timm_pretrained_file", lambda name: None)
     calls = []
 
     def offline(*args, **kwargs):

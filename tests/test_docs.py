@@ -1,7 +1,10 @@
 """The user docs in docs/ stay true: their code runs, their lists are complete, their links resolve.
 
-* Every fenced ``python`` block of a page runs, in order, in one namespace per page, in a
-  temporary folder holding a copy of ``examples/``. A block written as a doctest (its first
+* Every page is followed in order, in one temporary folder holding a copy of ``examples/``:
+  its fenced ``python`` blocks run in one namespace, and between them the ``gancr`` commands of
+  its ``bash`` and ``console`` blocks run too, made fast (tiny training: tests/docskit.py); a
+  console block's output must match, numbers aside. Commands that cannot run here are listed
+  in ``docskit.SKIPPED`` with the reason. A block written as a doctest (its first
   line starts with ``>>>``) also has its printed output checked (``...`` matches anything).
   A block may opt out with the first line ``# doctest: skip (<why>)``, only for a GPU, the
   network or minutes of training, and the reason must say which.
@@ -18,12 +21,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import doctest
 import importlib.util
 import inspect
-import io
 import re
 import shlex
 import shutil
@@ -35,9 +36,11 @@ import pytest
 
 import gancr
 from gancr import hookspecs
-from gancr.cli import build_parser, main
+from gancr.cli import build_parser
 from gancr.plugins import get_registry
 from gancr.registry import KINDS
+
+import docskit
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -133,8 +136,6 @@ def test_pages_exist():
 # (1) python blocks run
 # ----------------------------------------------------------------------------------------
 
-PYTHON_PAGES = [p for p in PAGES if any(b.lang in ("python", "py", "pycon") for b in fenced_blocks(p))]
-
 
 def _skip_reason(block: Block) -> str | None:
     first = block.text.lstrip("\n").splitlines()[0] if block.text.strip() else ""
@@ -142,31 +143,95 @@ def _skip_reason(block: Block) -> str | None:
     return m[1].strip(" :-—()") if m else None
 
 
-@pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: p.name)
-def test_python_blocks_run(page: Path, doc_cwd: Path):
+#: Pages whose blocks run in order: python blocks, and the commands of bash and console blocks.
+RUN_PAGES = [p for p in PAGES if any(b.lang in ("python", "py", "pycon", "bash", "console") for b in fenced_blocks(p))]
+
+
+def _run_python(block: Block, page: Path, globs: dict[str, object]) -> None:
+    if block.text.lstrip().startswith(">>>"):
+        parser = doctest.DocTestParser()
+        test = parser.get_doctest(block.text, globs, block.where, str(page), block.line - 1)
+        report: list[str] = []
+        runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
+        result = runner.run(test, out=report.append, clear_globs=False)
+        if result.failed:
+            pytest.fail(f"doctest block at {block.where} failed:\n" + "".join(report), pytrace=False)
+    else:
+        code = compile("\n" * (block.line - 1) + block.text, str(page), "exec", dont_inherit=True)
+        try:
+            exec(code, globs)
+        except Exception as exc:  # noqa: BLE001 - report where, then re-raise
+            raise AssertionError(f"python block at {block.where} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _run_shell(block: Block, folder: Path, done: dict[str, tuple[int, str, str]]) -> int:
+    """Run a bash or console block's commands as a reader would (see tests/docskit.py); returns how
+    many ran or were skipped. A console block that shows the output of a command the page already
+    ran (``done``) is compared with that run's output, not run again."""
+    ran = 0
+    expected = _console_outputs(block) if block.lang == "console" else {}
+    for command in docskit.commands(block.text, block.lang):
+        ran += 1
+        words = shlex.split(command, comments=True)
+        if not words or words[0] != "gancr":
+            if docskit.skip_reason(command) is None:
+                pytest.fail(f"{block.where}: `{command}` is not a gancr command; run it here, or add it to "
+                            "docskit.SKIPPED with the reason it cannot run in the docs test", pytrace=False)
+            continue
+        if docskit.skip_reason(command) is not None:
+            continue
+        redirect = words.index(">") if ">" in words else None
+        argv = words[1:redirect] if redirect else words[1:]
+        if block.lang == "console" and command in done:
+            code, out, err = done[command]
+        else:
+            code, out, err = done[command] = docskit.run_gancr(docskit.fast_argv(argv, folder))
+        if redirect:
+            (folder / words[redirect + 1]).write_text(out, encoding="utf-8")
+        if command in expected:
+            if argv[0] not in RUN_COMMANDS and not docskit.same_output(expected[command], out + err):
+                pytest.fail(f"{block.where}: `{command}` (exit {code}) printed, numbers aside, not what the page shows:\n"
+                            f"--- the page\n{expected[command]}--- got\n{out}{err}", pytrace=False)
+        elif code != 0:
+            pytest.fail(f"{block.where}: `{command}` exited with {code}:\n{out}{err}", pytrace=False)
+    return ran
+
+
+def _console_outputs(block: Block) -> dict[str, str]:
+    return {command: expected for b, command, expected in CONSOLE_SESSIONS if b is block or b == block}
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``runs/quickstart`` as a reader of the quickstart has it (tiny), for the pages that continue from it."""
+    folder = tmp_path_factory.mktemp("quickstart")
+    shutil.copytree(REPO / "examples", folder / "examples")
+    with docskit.in_folder(folder):
+        command = "gancr train examples/quickstart.yaml --out runs/quickstart"
+        code, out, err = docskit.run_gancr(docskit.fast_argv(shlex.split(command)[1:], folder))
+    assert code == 0, out + err
+    return folder / "runs" / "quickstart"
+
+
+@pytest.mark.parametrize("page", RUN_PAGES, ids=lambda p: p.name)
+def test_page_runs_in_order(page: Path, doc_cwd: Path, quickstart_run: Path):
+    """A page followed in order in one folder: its python blocks, and its shell commands between them."""
+    docskit.make_placeholders(doc_cwd)
     globs: dict[str, object] = {"__name__": f"docs.{page.stem}"}
     ran = 0
-    for block in fenced_blocks(page):
-        if block.lang not in ("python", "py", "pycon"):
-            continue
-        if _skip_reason(block) is not None:
-            continue
-        if block.text.lstrip().startswith(">>>"):
-            parser = doctest.DocTestParser()
-            test = parser.get_doctest(block.text, globs, block.where, str(page), block.line - 1)
-            report: list[str] = []
-            runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
-            result = runner.run(test, out=report.append, clear_globs=False)
-            if result.failed:
-                pytest.fail(f"doctest block at {block.where} failed:\n" + "".join(report), pytrace=False)
-        else:
-            code = compile("\n" * (block.line - 1) + block.text, str(page), "exec", dont_inherit=True)
-            try:
-                exec(code, globs)
-            except Exception as exc:  # noqa: BLE001 - report where, then re-raise
-                raise AssertionError(f"python block at {block.where} raised {type(exc).__name__}: {exc}") from exc
-        ran += 1
-    assert ran, f"{page.name}: every python block is skipped"
+    done: dict[str, tuple[int, str, str]] = {}
+    with docskit.in_folder(doc_cwd):
+        if page.name in docskit.CONTINUES_THE_QUICKSTART:
+            assert "the run of the [quickstart](quickstart.md)" in page.read_text(encoding="utf-8"), page.name
+            shutil.copytree(quickstart_run, doc_cwd / "runs" / "quickstart")
+        for block in fenced_blocks(page):
+            if block.lang in ("python", "py", "pycon"):
+                if _skip_reason(block) is None:
+                    _run_python(block, page, globs)
+                    ran += 1
+            elif block.lang in ("bash", "console"):
+                ran += _run_shell(block, doc_cwd, done)
+    assert ran, f"{page.name}: nothing ran"
 
 
 def test_skipped_python_blocks_are_rare_and_justified():
@@ -220,14 +285,7 @@ def _gancr_argv(command: str) -> tuple[list[str], str | None] | None:
     return words[1:], redirect
 
 
-def _run_gancr(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse errors
-            code = exc.code if isinstance(exc.code, int) else 2
-    return code, out.getvalue(), err.getvalue()
+_run_gancr = docskit.run_gancr
 
 
 def _documented_commands(lang: str) -> list[tuple[Block, str]]:

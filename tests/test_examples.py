@@ -2,7 +2,7 @@
 with ``--set`` overrides; the quickstart through the installed ``gancr`` command; the Python
 composition script as a user runs it.
 
-An example without an entry in :data:`SHRINK` fails :func:`test_every_example_is_run`, so a
+An example without an entry in :data:`trainkit.SHRINK` fails :func:`test_every_example_is_run`, so a
 new example cannot go untested.
 """
 
@@ -23,6 +23,7 @@ from gancr.inference import load_content_net, load_generator
 
 from trainkit import (
     EXAMPLES,
+    SHRINK,
     TINY_OVERRIDES,
     builtin_cache_dir,  # noqa: F401 - fixture
     generator_tensors,
@@ -30,61 +31,6 @@ from trainkit import (
     run_gancr,
     subprocess_env,
 )
-
-#: Per example: the overrides (besides TINY_OVERRIDES) that make it a run of a few steps.
-SHRINK: dict[str, list[str]] = {
-    "quickstart.yaml": [
-        "model.generator.encoder.widths=[8, 16]",
-        "model.content_net.encoder.widths=[8, 16]",
-        "training.stages.0.steps=1",
-        "training.stages.1.steps=2",
-    ],
-    "timm_backbone.yaml": [  # resnet18 itself cannot shrink; everything around it does
-        # its reduction is 32: 64-pixel crops leave the neck a 2x2 map (32 would be 1x1)
-        "training.image_size=64",
-        "data.load_size=72",
-        "model.generator.neck.blocks=1",
-        "model.content_net.encoder.widths=[8, 16]",
-        "training.stages.0.steps=1",
-        "training.stages.1.steps=1",
-    ],
-    "perceptual_content.yaml": [
-        "losses.content.0.encoder.pretrained=false",  # nothing downloads in tests
-        "losses.content.0.encoder.layer=relu2_1",
-        "model.generator.encoder.widths=[8, 16]",
-        "model.generator.neck.blocks=1",
-        "model.content_net.encoder.widths=[8, 16]",
-        "training.stages.0.steps=1",
-        "training.stages.1.steps=2",
-    ],
-    "shared_encoder.yaml": [
-        "model.generator.encoder.widths=[8, 16]",
-        "model.generator.neck.blocks=1",
-        "training.stages.0.steps=1",
-        "training.stages.1.steps=2",
-    ],
-    "lite.yaml": [
-        "model.generator.encoder.widths=[8, 16]",
-        "model.content_net.encoder.widths=[8, 16]",
-        "model.generator.neck.blocks=1",
-        "losses.style.1.encoder.layer=relu1_1",
-        "training.stages.0.steps=1",
-        "training.stages.1.steps=2",
-    ],
-    "cyclegan_like.yaml": [
-        "model.generator.encoder.widths=[8, 16]",
-        "model.generator.neck.blocks=1",
-        "training.stages.0.steps=2",
-    ],
-    "default.yaml": [
-        "model.generator.encoder.widths=[8, 16]",
-        "model.generator.neck.blocks=1",
-        "model.content_net.encoder.widths=[8, 16]",
-        "training.stages.0.steps=1",
-        "training.stages.1.steps=1",
-    ],
-}
-
 
 def _sets(overrides: list[str]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]

@@ -3,6 +3,7 @@ of KID/FID and of the perceptual distance, chosen (and loaded) once per evaluati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,9 +67,34 @@ class SetStats:
         return torch.cat(self.vectors)
 
 
-def _check_choice(option: str, value: str, network: str) -> None:
-    if value not in ("auto", network, "encoder"):
-        raise GancrError(f"evaluate: {option} must be auto, {network} or encoder, got {value!r}")
+def _network_or_fallback(option: str, choice: str, network: str, weights: str | None,
+                         load: Callable[[], Any]) -> tuple[Any, str | None]:
+    """``(the loaded network, None)``, or ``(None, why not)`` when ``auto`` falls back to the encoder.
+
+    ``choice`` is ``auto`` (the network when its file is found), ``network`` (required: a missing
+    file is an error) or ``encoder``. A file that was given but is wrong is always an error.
+    """
+    if choice not in ("auto", network, "encoder"):
+        raise GancrError(f"evaluate: {option} must be auto, {network} or encoder, got {choice!r}")
+    if choice == "encoder":
+        return None, None
+    try:
+        return load(), None
+    except GancrError as exc:
+        if choice == network or not isinstance(exc, WeightsUnavailable) and weights:
+            raise
+        return None, str(exc)
+
+
+def _fallback(encoder_info: dict[str, Any], reason: str | None, **info: Any) -> dict[str, Any]:
+    out = {"pretrained": encoder_info["pretrained"], **info, "fallback": True}
+    if reason:
+        out["fallback_reason"] = reason
+    return out
+
+
+def _weights(encoder_info: dict[str, Any]) -> str:
+    return "pretrained" if encoder_info["pretrained"] else "random weights"
 
 
 def kid_fid_features(kid_features: str, inception_weights: str | None, encoder_info: dict[str, Any],
@@ -78,52 +104,32 @@ def kid_fid_features(kid_features: str, inception_weights: str | None, encoder_i
     ``auto`` uses the FID Inception when its file is found (and torch-fidelity installed),
     else the encoder, labelled as a fallback with the reason; ``inception`` requires it.
     """
-    _check_choice("kid_features", kid_features, "inception")
-    reason = None
-    if kid_features in ("auto", "inception"):
-        try:
-            network = FIDInception(inception_weights, device)
-            return {**network.info, "description": network.info["label"] + " pool features (2048-d)"}, network
-        except GancrError as exc:
-            if kid_features == "inception" or not isinstance(exc, WeightsUnavailable) and inception_weights:
-                raise
-            reason = str(exc)
-    weights = "pretrained" if encoder_info["pretrained"] else "random weights"
-    out = {
-        "features": f"{encoder_info['encoder']['name']}/pooled({', '.join(encoder_info['layers'])})",
-        "pretrained": encoder_info["pretrained"],
-        "fallback": True,
-        "label": f"fallback, not FID Inception: {encoder_info['encoder']['name']} pooled ({weights})",
-        "description": "fallback, not comparable with published KID/FID: global-average-pooled features of "
-                       "the chosen encoder: " + encoder_info["description"],
-    }
-    if reason:
-        out["fallback_reason"] = reason
-    return out, None
+    network, reason = _network_or_fallback("kid_features", kid_features, "inception", inception_weights,
+                                           lambda: FIDInception(inception_weights, device))
+    if network is not None:
+        return {**network.info, "description": network.info["label"] + " pool features (2048-d)"}, network
+    name = encoder_info["encoder"]["name"]
+    return _fallback(
+        encoder_info, reason,
+        features=f"{name}/pooled({', '.join(encoder_info['layers'])})",
+        label=f"fallback, not FID Inception: {name} pooled ({_weights(encoder_info)})",
+        description="fallback, not comparable with published KID/FID: global-average-pooled features of "
+                    "the chosen encoder: " + encoder_info["description"],
+    ), None
 
 
 def perceptual_features(perceptual: str, lpips_weights: str | None, encoder_info: dict[str, Any],
                         device: torch.device) -> tuple[dict[str, Any], LPIPS | None]:
     """The perceptual distance: ``(description, LPIPS or None)``; like :func:`kid_fid_features`
     (``auto``: LPIPS when its backbone file is found, else the unit-normalised encoder distance)."""
-    _check_choice("perceptual", perceptual, "lpips")
-    reason = None
-    if perceptual in ("auto", "lpips"):
-        try:
-            network = LPIPS(lpips_weights, device)
-            return dict(network.info), network
-        except GancrError as exc:
-            if perceptual == "lpips" or not isinstance(exc, WeightsUnavailable) and lpips_weights:
-                raise
-            reason = str(exc)
-    weights = "pretrained" if encoder_info["pretrained"] else "random weights"
-    out = {
-        **encoder_info,
-        "fallback": True,
-        "label": f"fallback, not LPIPS: {encoder_info['encoder']['name']} {','.join(encoder_info['layers'])} ({weights})",
-        "description": "fallback, not LPIPS: unit-normalised feature distance without learned weights, in "
-                       + encoder_info["description"],
-    }
-    if reason:
-        out["fallback_reason"] = reason
-    return out, None
+    network, reason = _network_or_fallback("perceptual", perceptual, "lpips", lpips_weights,
+                                           lambda: LPIPS(lpips_weights, device))
+    if network is not None:
+        return dict(network.info), network
+    return _fallback(
+        encoder_info, reason, **{k: v for k, v in encoder_info.items() if k != "description"},
+        label=f"fallback, not LPIPS: {encoder_info['encoder']['name']} {','.join(encoder_info['layers'])} "
+              f"({_weights(encoder_info)})",
+        description="fallback, not LPIPS: unit-normalised feature distance without learned weights, in "
+                    + encoder_info["description"],
+    ), None
