@@ -13,6 +13,7 @@ work fails here, with both parts and their channels named, not deep inside torch
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -23,8 +24,10 @@ from torch import Tensor, nn
 from gancr._registry import Registry
 from gancr.components.base import FeatureInfo, check_feature_info
 from gancr.devices import eval_mode
-from gancr.errors import BuildError, GancrError
+from gancr.errors import BuildError, GancrError, ResourceError
 from gancr.plugins import get_registry
+from gancr.files import human_size
+from gancr.resources import available_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec, validate_component
 from gancr.trio import ContentNet, Generator, Losses, Trio
 
@@ -60,14 +63,47 @@ def build_component(kind: str, spec: Any, *, registry: Registry | None = None, *
     params = validate_component(kind, spec, registry=registry)
     entry = registry.get(kind, params.name)
     kwargs = {k: getattr(params, k) for k in entry.params.model_fields}
+    if kind in _MODEL_KINDS:
+        _check_memory(kind, params, lambda: entry.factory(**kwargs, **build_args))
     try:
         return entry.factory(**kwargs, **build_args)
     except GancrError:
         raise
+    except (MemoryError, RuntimeError) as exc:
+        if not is_allocation_error(exc):
+            raise
+        raise memory_error(exc, f"building {kind} {describe_component(params)}",
+                           f"its size parameters (widths, blocks, layers)") from None
     except (TypeError, ValueError) as exc:
         raise BuildError(
             f"cannot build {kind} {entry.name!r} (plugin {entry.plugin}): {exc}"
         ) from exc
+
+
+_MODEL_KINDS = ("encoder", "neck", "decoder", "discriminator")
+
+
+def _check_memory(kind: str, params: Any, factory: Any) -> None:
+    """Build the part on the ``meta`` device first (no memory, no compute) and compare the size
+    of its weights with the free memory: a spec asking for hundreds of gigabytes is an error
+    here, instead of a process the system kills. Parts that load weights are not pre-built."""
+    if getattr(params, "pretrained", False) or getattr(params, "weights", None):
+        return
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            module = factory()
+    except Exception:  # noqa: BLE001 - a part that cannot be built on meta is built for real below
+        return
+    if not isinstance(module, nn.Module):
+        return
+    need = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    free = available_memory()
+    if free is not None and need > free:
+        raise ResourceError(
+            f"{kind} {describe_component(params)} has {human_size(need)} of weights, more than the "
+            f"{human_size(free)} of free memory; lower its size parameters (widths, blocks, layers)"
+        )
 
 
 def describe_component(spec: Any) -> str:
@@ -133,7 +169,10 @@ def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> N
             y = net(x)
     except GancrError:
         raise
-    except (RuntimeError, ValueError) as exc:
+    except (MemoryError, RuntimeError, ValueError) as exc:
+        if is_allocation_error(exc):
+            raise memory_error(exc, f"{where} ({parts}) on a {size}x{size + 8} image",
+                               f"the size parameters of {where} (widths, blocks, layers)") from None
         channels = ", ".join(f"{f.name or i}: {f.channels}ch/{f.reduction}x" for i, f in enumerate(info))
         raise BuildError(f"{where}: the parts do not fit together ({parts}; encoder features {channels}): {exc}") from None
     if not isinstance(y, Tensor) or tuple(y.shape) != tuple(x.shape):
@@ -175,7 +214,10 @@ def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> Non
             out = discriminator(x)
     except GancrError:
         raise
-    except (RuntimeError, ValueError) as exc:
+    except (MemoryError, RuntimeError, ValueError) as exc:
+        if is_allocation_error(exc):
+            raise memory_error(exc, f"model.discriminator {describe_component(dspec)} on a {size}x{size} image",
+                               "training.image_size or the discriminator's width and layers") from None
         raise BuildError(
             f"model.discriminator: {describe_component(dspec)} fails on a {size}x{size} image "
             f"(training.image_size): {exc}"

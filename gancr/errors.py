@@ -12,6 +12,8 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "TrainingError",
+    "WriteError",
+    "ResourceError",
 ]
 
 
@@ -42,11 +44,16 @@ class SpecError(GancrError, ValueError):
         self.source = source
         super().__init__(self._format())
 
+    #: The most errors a message lists (the rest are counted).
+    SHOWN = 20
+
     def _format(self) -> str:
         where = f" in {self.source}" if self.source else ""
         n = len(self.errors)
         lines = [f"{n} error{'s' if n != 1 else ''} in spec{where}:"]
-        lines += [f"  {path or '<root>'}: {message}" for path, message in self.errors]
+        lines += [f"  {path or '<root>'}: {message}" for path, message in self.errors[: self.SHOWN]]
+        if n > self.SHOWN:
+            lines.append(f"  ... and {n - self.SHOWN} more")
         return "\n".join(lines)
 
 
@@ -64,3 +71,18 @@ class DataError(GancrError, ValueError):
 
 class TrainingError(GancrError):
     """Training cannot go on (e.g. losses stayed non-finite); earlier checkpoints are intact."""
+
+
+class WriteError(GancrError):
+    """An output that cannot be written (no space, read-only, a file where a folder should be).
+
+    The message names the file and what was kept; ``path`` is the file.
+    """
+
+    def __init__(self, message: str, path: object = None):
+        super().__init__(message)
+        self.path = path
+
+
+class ResourceError(GancrError):
+    """Not enough memory for what was asked; the message names the setting to lower."""

@@ -82,6 +82,9 @@ class _PythonComponents:
 
 PYTHON_PLUGIN = "python"
 
+#: Plugin names an entry point may not take (gancr's own).
+_RESERVED = frozenset({name for name, _ in DEFAULT_PLUGINS} | {PYTHON_PLUGIN})
+
 
 class PluginState:
     """Everything this process knows about its plugins (one object: reset means a new one).
@@ -176,7 +179,9 @@ def _register(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo, *, strict
     try:
         pm.register(plugin, name=info.name)
         _check_hooks(pm, info.name)
-    except Exception as exc:  # noqa: BLE001 - isolation is the point
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - isolation is the point
         if pm.get_plugin(info.name) is not None:
             pm.unregister(name=info.name)
         _fail(info.name, "has invalid hook implementations", exc, strict=strict)
@@ -198,9 +203,15 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             distribution=dist.metadata["Name"] if dist is not None else None,
             version=dist.version if dist is not None else None,
         )
+        if ep.name in _RESERVED:
+            _fail(ep.name, f"(entry point {ep.value!r}, of {info.distribution or 'an unknown package'}) uses a "
+                  "name reserved for gancr's own plugins", "rename the entry point")
+            continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken package must not break gancr
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken package (even one calling sys.exit) must not break gancr
             _fail(ep.name, f"(entry point {ep.value!r}) failed to import", exc)
             continue
         info = PluginInfo(info.name, info.distribution, info.version, getattr(plugin, "GANCR_PLUGIN_API", None))
@@ -257,7 +268,9 @@ def get_registry() -> Registry:
             try:
                 with registry.registering_for(name):
                     impl(registry=registry)
-            except Exception as exc:  # noqa: BLE001 - isolation is the point
+            except (KeyboardInterrupt, GeneratorExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - isolation is the point (sys.exit included)
                 registry.drop_plugin(name)
                 del registry.plugins[name]
                 if name in _state.python_plugins or name in dict(DEFAULT_PLUGINS):
@@ -361,7 +374,9 @@ def call_hook(name: str, **kwargs: Any) -> None:
     for impl in reversed(hook.get_hookimpls()):
         try:
             impl.function(**{arg: kwargs[arg] for arg in impl.argnames if arg in kwargs})
-        except Exception as exc:  # noqa: BLE001 - a logger plugin must not stop training
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a logger plugin (even one calling sys.exit) must not stop training
             if _strict():
                 raise PluginError(f"gancr plugin {impl.plugin_name!r} raised in {name}: {exc}") from exc
             if (impl.plugin_name, name) not in _state.hook_failures_warned:

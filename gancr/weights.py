@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from gancr.errors import BuildError, CheckpointError
+from gancr.integrity import exported_kind, runs_code
 
 __all__ = ["load_state_dict_file", "reachable", "torch_hub_cached", "timm_pretrained_file"]
 
@@ -27,6 +28,10 @@ def load_state_dict_file(path: str | os.PathLike[str], what: str = "weights") ->
     p = Path(path).expanduser()
     if not p.is_file():
         raise CheckpointError(f"{what}: no such file {p}")
+    kind = exported_kind(p)
+    if kind is not None:
+        raise CheckpointError(f"{what}: {p} is an exported {kind} model, not a state dict; give the network's "
+                              "weights as .pth or .safetensors")
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -39,7 +44,7 @@ def load_state_dict_file(path: str | os.PathLike[str], what: str = "weights") ->
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle raises many kinds
         text = str(exc)
-        if "Unsupported global" in text:  # a class or function: code, not weights
+        if runs_code(exc):  # a class or function: code, not weights
             raise CheckpointError(
                 f"{what}: {p} holds Python objects besides tensors; refusing to unpickle it "
                 "(gancr loads weights only). Re-save it as a plain state dict or safetensors."

@@ -1,6 +1,6 @@
 """``gancr train`` in subprocesses: ``--max-steps`` then ``--resume`` matches a straight run bit
 for bit; SIGKILL at any moment leaves loadable checkpoints and a run that resumes; Ctrl-C
-(SIGINT) saves a checkpoint and exits with status 130 and a message.
+(SIGINT), SIGTERM and SIGHUP save a checkpoint and exit with status 128 + the signal and a message.
 
 A plugin package installed for the test (an entry point of group ``gancr``) sleeps in
 ``gancr_on_step_end`` for ``GANCR_TEST_STEP_SLEEP`` seconds, so a subprocess is reliably
@@ -151,14 +151,18 @@ def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image
                         generator_tensors(tmp_path / "straight" / "generator.safetensors"))
 
 
-def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, image_dirs, slow_steps):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path, image_dirs, slow_steps, signum,
+                                                                        status):
+    """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP all stop after the step, with a checkpoint."""
     spec, run = _long_spec(tmp_path, image_dirs), tmp_path / "run"
     env = subprocess_env(PYTHONPATH=str(slow_steps), GANCR_TEST_STEP_SLEEP="0.1")
     proc, out, err = _start(spec, run, env, tmp_path)
     _wait_for_checkpoint(proc, run, err)
     time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == status
     message = err.read_text()
     assert "Traceback" not in message
     match = re.search(r"interrupted at step (\d+); checkpoint (\S+)\. Continue with: gancr train .* --resume", message)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from gancr.errors import GancrError
+from gancr.files import atomic_write_text, output_argument
 from gancr.text import text_table
 
 __all__ = [
@@ -520,9 +521,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", default=None, metavar="YAML", help="encoder of the feature metrics as YAML/JSON "
                    "(default: '{name: vgg19, layer: relu3_1}', random weights)")
     p.add_argument("--feature-size", type=int, metavar="PX", default=224, help="side of the encoder's input views (default: %(default)s)")
-    p.add_argument("--out", default=None, metavar="DIR", help="keep the run directories here (default: a temporary folder)")
-    p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
-    p.add_argument("--markdown", default=None, metavar="FILE", help="write the table as Markdown")
+    output_argument(p, "--out", folder=True, default=None, metavar="DIR",
+                    help="keep the run directories here (default: a temporary folder)")
+    output_argument(p, "--json", default=None, metavar="FILE", help="write the results as JSON")
+    output_argument(p, "--markdown", default=None, metavar="FILE", help="write the table as Markdown")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
 
@@ -549,6 +551,6 @@ def run(args: argparse.Namespace) -> int:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.markdown:
-        Path(args.markdown).write_text(quality_markdown(result) + "\n", encoding="utf-8")
+        atomic_write_text(args.markdown, quality_markdown(result) + "\n")
         print(f"wrote {args.markdown}", file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gancr.files import atomic_write_text, output_argument
 from gancr.text import text_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,7 +224,7 @@ def run(args: Any) -> int:
                          reference_modes=tuple(m.strip() for m in args.reference_modes.split(",") if m.strip()))
     print(format_table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(args.json, json.dumps(result, indent=2, default=str) + "\n")
     return 0
 
 
@@ -244,7 +245,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-modes", default="plain,matched",
                    help="hand-written variants: plain (fp32 eager, default optimiser) and/or matched "
                         "(gancr's precision, channels_last, compile and optimiser)")
-    p.add_argument("--json", default=None, help="also write the figures to this file")
+    output_argument(p, "--json", default=None, help="also write the figures to this file")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from gancr.cli.output import note, notes_enabled
+from gancr.files import output_argument
 
 __all__ = ["add_eval", "cmd_eval", "add_report", "cmd_report"]
 
@@ -23,7 +24,7 @@ def add_eval(sub: Any) -> None:
     p.add_argument("--style", required=True, nargs="+", metavar="DIR", help="the style set (e.g. builtin:cartoon)")
     p.add_argument("--reference", nargs="+", metavar="DIR", default=None,
                    help="target images matched to content images by file stem (PSNR, SSIM, edge F1)")
-    p.add_argument("--json", metavar="FILE", default=None,
+    output_argument(p, "--json", metavar="FILE", default=None,
                    help="write the results as JSON (RUN/eval.json is shown by `gancr report RUN`)")
     p.add_argument("--encoder", default=None, metavar="YAML",
                    help="encoder of the Gram (and fallback perceptual and KID/FID) features, e.g. "
@@ -84,7 +85,7 @@ def add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="an HTML page of a run: loss curves, balancer weights, samples, eval table",
                        description="Write one HTML page (and PNGs next to it) about a training run.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by gancr train")
-    p.add_argument("--out", default=None, metavar="FILE", help="the HTML file (default: RUN_DIR/report/index.html)")
+    output_argument(p, "--out", default=None, metavar="FILE", help="the HTML file (default: RUN_DIR/report/index.html)")
     p.add_argument("--eval", dest="eval_json", default=None, metavar="FILE",
                    help="an evaluation JSON from gancr eval --json (default: RUN_DIR/eval.json when present)")
 

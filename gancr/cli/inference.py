@@ -7,6 +7,7 @@ from typing import Any
 
 from gancr.cli.output import note, notes_enabled
 from gancr.errors import GancrError
+from gancr.files import output_argument
 
 __all__ = ["add_stylize", "cmd_stylize", "add_export", "cmd_export"]
 
@@ -15,7 +16,7 @@ def add_stylize(sub: Any) -> None:
     p = sub.add_parser("stylize", help="stylise images or folders with a trained generator")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--checkpoint", required=True, help="a run directory, generator.safetensors or checkpoint")
-    p.add_argument("--out", required=True, help="output folder (PNG files)")
+    output_argument(p, "--out", folder=True, required=True, help="output folder (PNG files)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights when the run kept them (default: yes)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -43,18 +44,21 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     generator = open_run(args.checkpoint).generator(ema=args.ema, device=device)
     if args.tile is not None:
-        from gancr.inference.tiling import DEFAULT_STATS_TILES, default_overlap
+        from gancr.inference.tiling import DEFAULT_STATS_TILES, EXACT_STATS_LIMIT, default_overlap
 
         overlap = default_overlap(args.tile) if args.overlap is None else args.overlap
         stats = DEFAULT_STATS_TILES if args.stats_tiles is None else args.stats_tiles
         how = f"estimated from {stats} tiles" if stats else "measured over all tiles"
+        if args.stats_tiles is None:
+            how += f" (estimated from {EXACT_STATS_LIMIT} on images of more tiles)"
         note(args, f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics {how}")
     written = stylize(args.inputs, generator=generator, out_dir=args.out, device=args.device, alpha=alpha,
                       tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
-                      precision=args.precision, progress=notes_enabled(args))
+                      precision=args.precision, progress=notes_enabled(args), skip_unreadable=True)
     for path in written:
         print(path)
-    note(args, f"stylised {len(written)} image(s) into {args.out}")
+    skipped = f"; skipped {len(written.skipped)} unreadable image(s)" if written.skipped else ""
+    note(args, f"stylised {len(written)} image(s) into {args.out}{skipped}")
     return 0
 
 
@@ -62,7 +66,7 @@ def add_export(sub: Any) -> None:
     p = sub.add_parser("export", help="export a trained generator alone (onnx, torchscript or safetensors)")
     p.add_argument("--checkpoint", required=True, help="a run directory, generator.safetensors or checkpoint")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
-    p.add_argument("--out", required=True, help="the file to write")
+    output_argument(p, "--out", required=True, help="the file to write")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="export the EMA weights when the run kept them (default: yes)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
@@ -75,6 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.opset is not None and args.format != "onnx":
         raise GancrError("--opset applies to --format onnx only")
+
     result = export_generator(args.checkpoint, args.out, args.format, ema=args.ema,
                               opset=args.opset or DEFAULT_OPSET, check=args.check)
     print(result.summary())

@@ -4,9 +4,11 @@ Each command group is a module of :mod:`gancr.cli` that owns its arguments: ``ad
 adds a subcommand's parser, ``cmd_<name>(args)`` runs it. They import torch and the rest of
 gancr inside the ``cmd_`` functions, so ``gancr --help`` stays fast.
 
-User mistakes (``GancrError``) print a message and exit with status 2, never a traceback
-(``-v`` adds it). Every command takes ``-q/--quiet`` and ``-v/--verbose``
-(:mod:`gancr.cli.output`), and prints warnings as ``gancr: warning: ...``.
+User mistakes (``GancrError``), files that cannot be read or written (``OSError``) and memory
+that runs out print a message and exit with status 2, never a traceback (``-v`` adds it).
+Every command takes ``-q/--quiet`` and ``-v/--verbose`` (:mod:`gancr.cli.output`), and prints
+warnings as ``gancr: warning: ...``. Every command's output paths are checked before it starts
+(:func:`gancr.files.check_outputs`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gancr.cli.plugins import add_new_plugin, cmd_new_plugin
 from gancr.cli.spec import add_schema, add_validate, cmd_schema, cmd_validate
 from gancr.cli.train import add_train, cmd_train
 from gancr.errors import GancrError, SpecError
+from gancr.files import check_outputs
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_USAGE"]
 
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = output_level(args)
     try:
         with warnings_shown_as_gancr(level):
+            check_outputs(args)  # every command's output paths, before any work
             return command(args)
     except SpecError as exc:
         _traceback(level)
@@ -90,6 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gancr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file the command reads or writes: never a traceback
+        _traceback(level)
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"gancr {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (MemoryError, RuntimeError) as exc:
+        from gancr.resources import is_allocation_error
+
+        if not is_allocation_error(exc):
+            raise
+        _traceback(level)
+        print(f"gancr {args.command}: error: not enough memory ({type(exc).__name__}); use smaller images, "
+              "batches or models, or --tile SIZE for big photos", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _traceback(level: int) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gancr.files import output_argument
+
 __all__ = ["add_new_plugin", "cmd_new_plugin"]
 
 
 def add_new_plugin(sub: Any) -> None:
     p = sub.add_parser("new-plugin", help="write a working plugin package to start from")
     p.add_argument("name", help="the plugin's name, e.g. 'blur' (the package is gancr-blur)")
-    p.add_argument("--out", default=".", help="the folder to write gancr-NAME/ into (default: .)")
+    output_argument(p, "--out", folder=True, default=".", help="the folder to write gancr-NAME/ into (default: .)")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
 
 

@@ -9,8 +9,21 @@ from pathlib import Path
 from typing import Any
 
 from gancr.cli.output import notes_enabled
+from gancr.files import output_argument
 
-__all__ = ["add_set_argument", "add_spec_arguments", "add_validate", "cmd_validate", "add_schema", "cmd_schema"]
+__all__ = ["add_set_argument", "add_spec_arguments", "positive_int", "add_validate", "cmd_validate", "add_schema",
+           "cmd_schema"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_set_argument(p: argparse.ArgumentParser) -> None:
@@ -82,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def add_schema(sub: Any) -> None:
     p = sub.add_parser("schema", help="the JSON Schema of a spec (plugin components included)")
-    p.add_argument("--out", help="write to this file instead of standard output")
+    output_argument(p, "--out", help="write to this file instead of standard output")
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -97,7 +110,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
     }
     text = json.dumps(schema, indent=2)
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        from gancr.files import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
         print(f"wrote the spec schema to {args.out}")
     else:
         print(text)

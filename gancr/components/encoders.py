@@ -182,6 +182,32 @@ class TimmParams(ComponentParams):
     normalize: bool = Field(True, description="apply the model's mean/std to the input")
 
 
+def _check_timm_weights(model_name: str, state: dict[str, Tensor], path: str) -> None:
+    """The file must hold this network's weights: the same names and shapes (the classifier may be
+    missing). timm itself loads a foreign file with a warning and random weights."""
+    import timm
+
+    model = timm.create_model(model_name, pretrained=False)
+    expected = model.state_dict()
+    classifiers = (model.pretrained_cfg or {}).get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    optional = {k for k in expected if any(k.startswith(c + ".") for c in classifiers)}
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in state if k in expected and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "")
+
+        problems = [f"missing {few(missing)}" if missing else "", f"unexpected {few(unexpected)}" if unexpected else "",
+                    f"other shapes {few(wrong)}" if wrong else ""]
+        raise BuildError(
+            f"timm {model_name} weights {path} do not belong to {model_name} ("
+            + "; ".join(p for p in problems if p) + "); give a file saved from timm.create_model("
+            f"{model_name!r}).state_dict()"
+        )
+
+
 class TimmEncoder(Frozen):
     """Any timm backbone as an encoder, through timm's ``features_only`` and ``feature_info``."""
 
@@ -208,7 +234,7 @@ class TimmEncoder(Frozen):
             if out_indices is not None:
                 kwargs["out_indices"] = tuple(out_indices)
         if weights is not None:
-            load_state_dict_file(weights, f"timm {model_name} weights")  # checks it is safe
+            _check_timm_weights(model_name, load_state_dict_file(weights, f"timm {model_name} weights"), weights)
             kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
         elif pretrained:  # cached weights load without the network; offline fails now, not after retries
             cached = timm_pretrained_file(model_name)
@@ -265,8 +291,10 @@ class ConvParams(ComponentParams):
     @field_validator("widths")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if any(w <= 0 for w in v):
-            raise ValueError(f"widths must be positive, got {v}")
+        if any(w <= 0 or w > 8192 for w in v):
+            raise ValueError(f"widths must be between 1 and 8192, got {v}")
+        if len(v) > 12:
+            raise ValueError(f"at most 12 levels (each halves the image), got {len(v)}")
         return v
 
 

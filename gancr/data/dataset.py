@@ -15,7 +15,9 @@ from torch import Tensor
 
 from gancr.data.images import decode_image, resize_image
 from gancr.data.sources import Source, count_images, resolve_source, source_label
-from gancr.errors import DataError
+from gancr.errors import DataError, ResourceError
+from gancr.files import human_size
+from gancr.resources import available_memory
 
 __all__ = ["DataWarning", "UnpairedImages", "DeviceAugment"]
 
@@ -203,6 +205,7 @@ class UnpairedImages(torch.utils.data.Dataset):
                 return e
 
         workers = max(1, min(8, os.cpu_count() or 1, len(paths)))
+        workers = self._check_memory(len(paths), label, workers)
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
                 results = list(pool.map(attempt, paths))
@@ -226,6 +229,23 @@ class UnpairedImages(torch.utils.data.Dataset):
         if not good:
             raise DataError(f"no usable images in {label}: all {count_images(len(paths))} are unreadable")
         return good, (images if self.cache else None)
+
+    def _check_memory(self, n: int, label: str, workers: int) -> int:
+        """Refuse a load size whose images cannot fit in memory; fewer decoding threads when tight."""
+        free = available_memory()
+        if free is None:
+            return workers
+        area = self.load_size**2 * 4 / 3  # an image at load size, of aspect up to 4:3
+        per_thread = 2 * 3 * 4 * area  # decoded and resized, float32
+        cached = 3 * area * n if self.cache else 0.0  # uint8
+        if per_thread + cached > free:
+            raise ResourceError(
+                f"data.load_size {self.load_size}: loading the {count_images(n)} of {label} at that size needs "
+                f"about {human_size(per_thread + cached)} of memory, and {human_size(free)} is free; lower "
+                "data.load_size (by default 1.125 x training.image_size)"
+                + (", or set data.cache: false" if self.cache else "")
+            )
+        return max(1, min(workers, int((free - cached) // per_thread)))
 
     def __len__(self) -> int:
         return len(self.content_paths)

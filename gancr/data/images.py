@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gancr.errors import DataError
+from gancr.files import atomic_write_bytes
 
 __all__ = ["load_image", "load_alpha", "save_image", "decode_image", "resize_image"]
 
@@ -129,7 +130,7 @@ def load_alpha(path: str | os.PathLike) -> Tensor | None:
 
 
 def save_image(tensor: Tensor, path: str | os.PathLike) -> Path:
-    """Write an image atomically (a temporary file in the same folder, then ``os.replace``).
+    """Write an image atomically (a temporary file in the same folder, then a rename; :mod:`gancr.files`).
 
     Args:
         tensor: ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1] (values outside are clipped).
@@ -164,20 +165,9 @@ def save_image(tensor: Tensor, path: str | os.PathLike) -> Path:
         img = img.convert("RGB")  # these formats have no alpha channel
     options = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}.get(fmt, {})
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **options)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def resize_image(x: Tensor, scale: float = 1.0, size: tuple[int, int] | None = None) -> Tensor:

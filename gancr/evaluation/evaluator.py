@@ -331,6 +331,9 @@ def _run_generator(generator: Any, x: Tensor) -> Tensor:
     if not isinstance(y, Tensor) or tuple(y.shape) != tuple(inp.shape):
         got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise GancrError(f"evaluate: the generator returned {got} for an input of shape {tuple(inp.shape)}")
+    if not bool(torch.isfinite(y).all()):
+        raise GancrError("evaluate: the generator outputs NaN or infinite values (a diverged or corrupt model); "
+                         "there is nothing to score")
     return y.float().clamp(0, 1).to(x.device)
 
 

@@ -21,10 +21,10 @@ from the network; it and its PNGs can be moved together.
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
-import shutil
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 
 from gancr.errors import GancrError
 from gancr.evaluation.tables import table_rows
+from gancr.files import atomic_write_bytes, check_output
 from gancr.runs import atomic_write_text
 
 __all__ = ["write_report", "read_metrics", "ReportError", "MAX_SAMPLES"]
@@ -65,24 +66,49 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ReportError(f"{run_dir} has no metrics.jsonl: is it a run directory written by `gancr train`?")
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for line in lines:
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    rows.sort(key=lambda r: r["step"])
+        if not isinstance(row, dict) or _number(row.get("step")) is None:
+            continue  # a line cut by a kill, or not a row gancr wrote
+        stage = _number(row.get("stage", 1))
+        row["stage"] = int(stage) if stage is not None and 1 <= stage < 1000 else 1
+        rows.append(row)
+    rows.sort(key=lambda r: float(r["step"]))
     return rows
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (strings, booleans, NaN, infinities, huge integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        x = float(value)
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _stages(spec: Any) -> list[dict[str, Any]]:
+    """The stages of a spec read from spec.yaml, whatever shape the file has."""
+    training = spec.get("training") if isinstance(spec, dict) else None
+    stages = training.get("stages") if isinstance(training, dict) else None
+    return [s for s in stages if isinstance(s, dict)] if isinstance(stages, list) else []
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for r in rows:
-        v = r.get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            xs.append(r["step"])
-            ys.append(float(v))
+        v = _number(r.get(key))
+        if v is not None:
+            xs.append(float(r["step"]))
+            ys.append(v)
     return xs, ys
 
 
@@ -104,8 +130,8 @@ def _smooth(ys: list[float], n: int) -> list[float]:
 
 
 def _stage_names(spec: dict[str, Any] | None, rows: list[dict[str, Any]]) -> dict[int, str]:
-    stages = (spec or {}).get("training", {}).get("stages") or []
-    names = {i + 1: f"stage {i + 1}: {s.get('name', '?')} ({s.get('steps', '?')} steps)" for i, s in enumerate(stages)}
+    names = {i + 1: f"stage {i + 1}: {s.get('name', '?')} ({s.get('steps', '?')} steps)"
+             for i, s in enumerate(_stages(spec))}
     for r in rows:
         st = int(r.get("stage", 1))
         names.setdefault(st, f"stage {st}")
@@ -164,16 +190,24 @@ def _plot_losses(plt: Any, rows: list[dict[str, Any]], stages: dict[int, str], p
 
 def _finish(fig: Any, axes: Any, path: Path) -> Path:
     """Grid and legends on ``axes``, then write ``fig`` to ``path`` and close it."""
-    import matplotlib.pyplot as plt
-
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=90)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _stage_bounds(ax: Any, rows: list[dict[str, Any]]) -> None:
@@ -210,9 +244,7 @@ def _plot_throughput(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def _throughput_rows(rows: list[dict[str, Any]], stages: dict[int, str]) -> list[tuple[str, str, str, str]]:
@@ -220,8 +252,8 @@ def _throughput_rows(rows: list[dict[str, Any]], stages: dict[int, str]) -> list
     out = []
 
     def line(name: str, part: list[dict[str, Any]]) -> tuple[str, str, str, str]:
-        rates = [r["images_per_s"] for r in part[1:] or part if isinstance(r.get("images_per_s"), (int, float))]
-        times = [r["time"] for r in part if isinstance(r.get("time"), (int, float))]
+        rates = [x for r in part[1:] or part if (x := _number(r.get("images_per_s"))) is not None]
+        times = [x for r in part if (x := _number(r.get("time"))) is not None]
         wall = f"{times[-1] - times[0]:.1f} s" if len(times) > 1 else "n/a"
         rate = f"{statistics.median(rates):.2f}" if rates else "n/a"
         return (name, str(len(part)), rate, wall)
@@ -302,6 +334,28 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 """
 
 
+def _read_spec(path: Path) -> tuple[dict[str, Any] | None, str, str]:
+    """(the spec as data, its text, a one-line summary) of a run's spec.yaml, whatever the file holds."""
+    if not path.is_file():
+        return None, "", ""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        data = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, locals().get("text", ""), f"(spec.yaml is not a readable spec: {reason})"
+    if not isinstance(data, dict):
+        return None, text, f"(spec.yaml holds a {type(data).__name__}, not a spec)"
+    try:
+        from gancr.spec import load_spec
+
+        return data, text, load_spec(data).summary()
+    except GancrError as exc:  # e.g. a plugin component that is not installed here
+        return data, text, f"(the spec does not load here: {str(exc).splitlines()[0]})"
+
+
 def write_report(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -327,27 +381,13 @@ def write_report(
     if not rows:
         raise ReportError(f"{run / 'metrics.jsonl'} has no logged steps yet")
     plt = _matplotlib()
-    html_path = Path(out) if out is not None else run / "report" / "index.html"
+    html_path = check_output(Path(out) if out is not None else run / "report" / "index.html", what="the report")
     folder = html_path.parent
-    folder.mkdir(parents=True, exist_ok=True)
     stem = html_path.stem
 
-    spec: dict[str, Any] | None = None
-    spec_text = ""
-    summary = ""
-    if (run / "spec.yaml").is_file():
-        import yaml
-
-        spec_text = (run / "spec.yaml").read_text(encoding="utf-8")
-        spec = yaml.safe_load(spec_text)
-        try:
-            from gancr.spec import load_spec
-
-            summary = load_spec(spec).summary()
-        except GancrError as exc:  # e.g. a plugin component that is not installed here
-            summary = f"(the spec does not load here: {str(exc).splitlines()[0]})"
+    spec, spec_text, summary = _read_spec(run / "spec.yaml")
     stages = _stage_names(spec, rows)
-    total = sum(int(s.get("steps", 0)) for s in (spec or {}).get("training", {}).get("stages", [])) or None
+    total = int(sum(_number(s.get("steps")) or 0 for s in _stages(spec))) or None
 
     losses = _plot_losses(plt, rows, stages, folder / f"{stem}-losses.png")
     weights = _plot_weights(plt, rows, folder / f"{stem}-weights.png")
@@ -358,7 +398,7 @@ def write_report(
     for s in samples:
         target = folder / f"{stem}-sample-{s.name}"
         if s.resolve() != target.resolve():
-            shutil.copyfile(s, target)
+            atomic_write_bytes(target, s.read_bytes())
         step = s.stem.split("_")[-1].lstrip("0") or "0"
         copied.append((target.name, step))
 
@@ -369,7 +409,7 @@ def write_report(
     if eval_path.is_file():
         try:
             eval_html = _eval_section(json.loads(eval_path.read_text(encoding="utf-8")), eval_path)
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError) as exc:
             eval_html = f"<p>{html.escape(str(eval_path))} is not an evaluation written by gancr eval ({html.escape(str(exc))}).</p>"
     else:
         eval_html = (

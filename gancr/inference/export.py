@@ -25,7 +25,9 @@ PyTorch on an image of a size it was not traced at.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -39,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gancr.errors import GancrError
+from gancr.files import atomic_write, check_output, write_bytes
 from gancr.inference.load import load_generator
-from gancr.runs import save_generator
+from gancr.runs import generator_file_bytes
 
 __all__ = [
     "FORMATS",
@@ -164,6 +167,9 @@ def export_onnx(generator: nn.Module, out: str | os.PathLike[str], *, opset: int
                 check: bool = True) -> ExportResult:
     """Write ``generator`` as ONNX with dynamic batch, height and width.
 
+    The file is written atomically, and checked before it replaces what was at ``out``: a
+    failed export or check leaves the previous file as it was.
+
     Args:
         generator: a loaded generator (:func:`gancr.load_generator`), in eval mode.
         out: the ``.onnx`` file.
@@ -177,47 +183,53 @@ def export_onnx(generator: nn.Module, out: str | os.PathLike[str], *, opset: int
         raise GancrError('export --format onnx needs the onnx package: pip install "gancr[onnx]"') from None
     if opset < 11:
         raise GancrError(f"export: opset {opset} is too old; use 11 or later (the default is {DEFAULT_OPSET})")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(out)
     model = ExportableGenerator(generator).eval()
     example = _example(generator, TRACE_SIZE)
     axes = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
     try:
         with _quiet_tracing(), torch.no_grad():
             torch.onnx.export(
-                model, (example,), str(out), dynamo=False, opset_version=opset,
+                model, (example,), buffer, dynamo=False, opset_version=opset,
                 input_names=["image"], output_names=["stylized"],
                 dynamic_axes={"image": axes, "stylized": axes}, do_constant_folding=True,
             )
     except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
         raise GancrError(f"export: the ONNX exporter failed on this generator: {type(exc).__name__}: {exc}") from None
-    proto = onnx.load(str(out))
+    proto = onnx.load_from_string(buffer.getvalue())
     for key, value in _metadata(generator).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "gancr"
-    onnx.save(proto, str(out))
+    data = proto.SerializeToString()
     result = ExportResult(out, "onnx", bool(getattr(generator, "uses_ema", False)), int(generator.reduction))
-    if check:
+
+    def write(tmp: Path) -> None:
+        write_bytes(tmp, data)
+        if not check:
+            return
         try:
             import onnxruntime as ort
         except ImportError:
-            warnings.warn("export: onnxruntime is not installed, so the exported file was not checked", stacklevel=2)
-            return result
+            warnings.warn("export: onnxruntime is not installed, so the exported file was not checked", stacklevel=4)
+            return
         x = _example(generator, CHECK_SIZE, batch=2, seed=1)
-        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = torch.from_numpy(session.run(None, {"image": x.cpu().numpy()})[0])
         result.max_abs_diff, result.checked_shape = _compare(generator, x, got), tuple(x.shape)
+
+    atomic_write(out, write, needed=len(data))
     return result
 
 
 def export_torchscript(generator: nn.Module, out: str | os.PathLike[str], *, check: bool = True) -> ExportResult:
     """Write ``generator`` as a traced TorchScript module (``torch.jit.load`` reads it).
 
-    The spec and the input contract are stored as extra files (``gancr.json``).
+    The spec and the input contract are stored as extra files (``gancr.json``). The file is
+    written atomically, and checked before it replaces what was at ``out``.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(out)
     model = ExportableGenerator(generator).eval()
     example = _example(generator, TRACE_SIZE)
     try:
@@ -228,38 +240,52 @@ def export_torchscript(generator: nn.Module, out: str | os.PathLike[str], *, che
     except Exception as exc:  # noqa: BLE001 - the tracer raises many kinds
         raise GancrError(f"export: TorchScript tracing failed on this generator: {type(exc).__name__}: {exc}") from None
     extra = {"gancr.json": json.dumps(_metadata(generator), indent=1)}
+    buffer = io.BytesIO()
     with _quiet_tracing():
-        torch.jit.save(traced, str(out), _extra_files=extra)
+        torch.jit.save(traced, buffer, _extra_files=extra)  # in memory: a full disk cannot abort the process
+    data = buffer.getvalue()
     result = ExportResult(out, "torchscript", bool(getattr(generator, "uses_ema", False)), int(generator.reduction))
-    if check:
-        x = _example(generator, CHECK_SIZE, batch=2, seed=1)
-        with _quiet_tracing():
-            loaded = torch.jit.load(str(out), map_location=x.device)
-        with torch.no_grad(), _full_fp32():
-            got = loaded(x)
-        result.max_abs_diff, result.checked_shape = _compare(generator, x, got), tuple(x.shape)
+
+    def write(tmp: Path) -> None:
+        write_bytes(tmp, data)
+        if check:
+            x = _example(generator, CHECK_SIZE, batch=2, seed=1)
+            with _quiet_tracing():
+                loaded = torch.jit.load(str(tmp), map_location=x.device)
+            with torch.no_grad(), _full_fp32():
+                got = loaded(x)
+            result.max_abs_diff, result.checked_shape = _compare(generator, x, got), tuple(x.shape)
+
+    atomic_write(out, write, needed=len(data))
     return result
 
 
 def export_safetensors(generator: nn.Module, out: str | os.PathLike[str], *, check: bool = True) -> ExportResult:
     """Write the generator's weights (``generator/`` prefix) and spec: a file for ``load_generator``.
 
-    Only the chosen weights are kept (EMA or not); no content net, no discriminator.
+    Only the chosen weights are kept (EMA or not); no content net, no discriminator. The file
+    is written atomically, and checked before it replaces what was at ``out``.
     """
     spec = getattr(generator, "spec", None)
     if spec is None:
         raise GancrError("export --format safetensors needs a generator with its spec (use gancr.load_generator)")
-    out = Path(out)
+    out = check_output(out)
     ema = bool(getattr(generator, "uses_ema", False))
     tensors = {f"generator/{k}": v for k, v in generator.state_dict().items()}
-    save_generator(out, tensors, spec.to_dict(), {"exported": True, "ema": ema})
     result = ExportResult(out, "safetensors", ema, int(generator.reduction))
-    if check:
-        x = _example(generator, CHECK_SIZE, batch=2, seed=1)
-        loaded = load_generator(out, device=x.device)
-        with torch.no_grad(), _full_fp32():
-            got = loaded(x)
-        result.max_abs_diff, result.checked_shape = _compare(generator, x, got), tuple(x.shape)
+
+    data = generator_file_bytes(tensors, spec.to_dict(), {"exported": True, "ema": ema}, out)
+
+    def write(tmp: Path) -> None:
+        write_bytes(tmp, data)
+        if check:
+            x = _example(generator, CHECK_SIZE, batch=2, seed=1)
+            loaded = load_generator(tmp, device=x.device)
+            with torch.no_grad(), _full_fp32():
+                got = loaded(x)
+            result.max_abs_diff, result.checked_shape = _compare(generator, x, got), tuple(x.shape)
+
+    atomic_write(out, write, needed=len(data))
     return result
 
 
@@ -276,11 +302,18 @@ def _full_fp32() -> Iterator[None]:
 
 
 def _compare(generator: nn.Module, x: Tensor, got: Tensor) -> float:
+    """The largest difference of the exported model's output from PyTorch's; NaN or infinity fails."""
     with torch.no_grad(), _full_fp32():
         want = generator(x)
     if tuple(got.shape) != tuple(want.shape):
         raise GancrError(f"export check: the exported model gave shape {tuple(got.shape)}, PyTorch {tuple(want.shape)}")
-    return float((got.to(want.device).float() - want.float()).abs().max())
+    for name, y in (("the generator (in PyTorch)", want), ("the exported model", got)):
+        if not bool(torch.isfinite(y).all()):
+            raise GancrError(f"export check: {name} outputs NaN or infinite values; nothing was written")
+    difference = float((got.to(want.device).float() - want.float()).abs().max())
+    if not math.isfinite(difference):
+        raise GancrError(f"export check: the difference from PyTorch is {difference}; nothing was written")
+    return difference
 
 
 def export_generator(

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from gancr.builder import build_component, build_content_net, build_generator
 from gancr.errors import CheckpointError, SpecError
+from gancr.integrity import nonfinite
 from gancr.runs import RunWeights, read_run
 from gancr.spec import Spec, load_spec
 
@@ -32,7 +33,10 @@ def inference_spec(spec_data: dict[str, Any]) -> Spec:
     Losses and the balancer are for training: a run trained with a loss that only a plugin
     (or the training script) registered still loads where that plugin is not installed;
     its losses are then left at their defaults. A model that does not validate is an error.
+    A stored spec is data: anything but a mapping is an error (never a path to read).
     """
+    if not isinstance(spec_data, dict):
+        raise CheckpointError(f"the stored spec is a {type(spec_data).__name__}, not a mapping; not a run gancr wrote")
     try:
         return load_spec(spec_data)
     except SpecError:
@@ -49,6 +53,20 @@ def inference_spec(spec_data: dict[str, Any]) -> Spec:
 
 
 def _load(module: nn.Module, state: dict[str, Tensor], what: str, path: Path) -> None:
+    bad = nonfinite(state)
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of the {what}'s {len(state)} weight tensors hold NaN or infinite values (e.g. "
+            f"{', '.join(bad[:3])}): the run diverged, and this {what} would output NaN (black images)"
+        )
+    expected = module.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{path}: the {what} weights do not match its spec: {len(wrong)} tensor(s) have other shapes, e.g. "
+            f"{k} is {tuple(state[k].shape)} in the file and {tuple(expected[k].shape)} in the model"
+        )
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:

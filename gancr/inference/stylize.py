@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gancr.data import is_image_name, load_alpha, load_image, resolve_source, save_image
+from gancr.data import DataWarning, is_image_name, load_alpha, load_image, resolve_source, save_image
 from gancr.devices import resolve_device
-from gancr.errors import GancrError
+from gancr.errors import DataError, GancrError, ResourceError
+from gancr.files import check_output, human_size
 from gancr.inference.load import open_run
 from gancr.inference.strength import StrengthBlend, check_alpha
 from gancr.inference.tiling import tiled_forward
 from gancr.progress import Progress
+from gancr.resources import activation_bytes, available_memory, is_allocation_error
 
-__all__ = ["fastest_precision", "stylize", "stylize_tensor"]
+__all__ = ["fastest_precision", "stylize", "stylize_tensor", "Stylized"]
 
 
 @torch.no_grad()
@@ -32,6 +36,7 @@ def stylize_tensor(
     stats_tiles: int | None = None,
     precision: str = "fp32",
     content_net: nn.Module | None = None,
+    tile_progress: Callable[[str, int, int], None] | None = None,
 ) -> Tensor:
     """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size; same shape out.
 
@@ -50,6 +55,14 @@ def stylize_tensor(
         precision: ``fp32``, or ``bf16`` (autocast; on CUDA it may or may not be faster for a
             given model: :func:`fastest_precision` measures it).
         content_net: ignored (gancr 0.1 blended alpha with it), with a ``DeprecationWarning``.
+        tile_progress: called as ``tile_progress(phase, done, total)`` while tiles are computed
+            (see :func:`~gancr.inference.tiling.tiled_forward`).
+
+    An image that needs more memory untiled than is free (estimated before, or found when an
+    allocation fails) is stylised in tiles, with a warning that says so.
+
+    Raises:
+        GancrError: the generator outputs NaN or infinity (nothing to save).
     """
     alpha = check_alpha(alpha)
     _ignore_content_net(content_net)
@@ -71,29 +84,70 @@ def stylize_tensor(
     if precision not in ("fp32", "bf16"):
         raise GancrError(f"stylize: precision must be fp32 or bf16, got {precision!r}")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    if tile is not None:
+    if tile is None:
+        tile = _tile_if_too_big(module, x, device)  # None when the image fits untiled
+    y = None
+    if tile is None:
+        try:
+            xd = x.to(device, torch.float32)
+            if param is not None and param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last) \
+                    and not param.is_contiguous():
+                xd = xd.contiguous(memory_format=torch.channels_last)  # match the weights' layout
+            with autocast:
+                y = module(xd)
+        except (MemoryError, RuntimeError) as exc:
+            if not is_allocation_error(exc):
+                raise
+            del exc
+            tile = AUTO_TILE
+            warnings.warn(f"stylize: a {w}x{h} image did not fit in memory untiled: stylising it in tiles of "
+                          f"{tile} px (choose with --tile SIZE)", UserWarning, stacklevel=3)
+    if y is None:
         with autocast:
-            y = tiled_forward(module, x.to(torch.float32), tile, overlap, stats_tiles=stats_tiles)
-    else:
-        x = x.to(device, torch.float32)
-        if param is not None and param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last) \
-                and not param.is_contiguous():
-            x = x.contiguous(memory_format=torch.channels_last)  # match the weights' layout
-        with autocast:
-            y = module(x)
+            y = tiled_forward(module, x.to(torch.float32), tile, overlap, stats_tiles=stats_tiles, progress=tile_progress)
     y = y[..., :h, :w].float().clamp(0, 1)
+    if not bool(torch.isfinite(y).all()):
+        raise GancrError("stylize: the generator outputs NaN or infinite values for this image (a diverged or "
+                         "corrupt model); nothing was written for it")
     return y[0] if single else y
 
 
 def _ignore_content_net(content_net: nn.Module | None) -> None:
     if content_net is not None:
-        import warnings
-
         warnings.warn(
             "stylize: content_net= is ignored since gancr 0.2: alpha blends the input photograph with G(x)",
             DeprecationWarning,
             stacklevel=3,
         )
+
+
+#: The tile size used when an image turns out too big to stylise at once.
+AUTO_TILE = 512
+_PER_PIXEL: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
+
+
+def _tile_if_too_big(module: nn.Module, x: Tensor, device: torch.device) -> int | None:
+    """A tile size when ``x`` would need more memory untiled than is free, else None (with a note)."""
+    free = available_memory(device)
+    if free is None:
+        return None
+    b, _, h, w = x.shape
+    image = 2 * b * 3 * h * w * 4  # the input and the output, float32
+    if device.type == "cpu" and image > free:
+        raise ResourceError(f"stylize: a {w}x{h} image needs {human_size(image)} for its input and output alone, "
+                            f"more than the {human_size(free)} of free memory; make it smaller first")
+    if module not in _PER_PIXEL:
+        _PER_PIXEL[module] = activation_bytes(module, training=False)
+    need = _PER_PIXEL[module] * b * h * w
+    if need <= free - (image if device.type == "cpu" else 0):
+        return None
+    tile = AUTO_TILE
+    while tile < 2048 and _PER_PIXEL[module] * b * (2 * tile) ** 2 * 2 <= free:
+        tile *= 2
+    warnings.warn(f"stylize: a {w}x{h} image needs about {human_size(need)} of memory untiled and "
+                  f"{human_size(free)} is free: stylising it in tiles of {tile} px (choose with --tile SIZE)",
+                  UserWarning, stacklevel=4)
+    return tile
 
 
 def fastest_precision(generator: nn.Module, image: Tensor, candidates: Sequence[str] = ("fp32", "bf16")) -> str:
@@ -124,7 +178,11 @@ def fastest_precision(generator: nn.Module, image: Tensor, candidates: Sequence[
 
 
 def _inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
-    """(file, relative output path) for each image in the given files and folders."""
+    """(file, relative output path) for each image in the given files and folders.
+
+    Output names are unique: ``a.jpg`` and ``a.png`` become ``a.png`` and ``a-1.png``, and a
+    name taken that way is never given twice (``a-1.jpg`` then becomes ``a-1-1.png``).
+    """
     pairs: list[tuple[Path, Path]] = []
     for item in inputs:
         p = Path(item)
@@ -138,13 +196,43 @@ def _inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]
             pairs.append((p, Path(p.stem + ".png")))
         else:
             raise GancrError(f"stylize: no such file or folder: {p}")
-    taken: dict[Path, int] = {}
+    natural = {_key(rel) for _, rel in pairs}
+    taken: set[str] = set()
     out = []
-    for f, rel in pairs:  # two inputs with one name: photo.png, photo-1.png
-        n = taken.get(rel, 0)
-        taken[rel] = n + 1
-        out.append((f, rel if n == 0 else rel.with_name(f"{rel.stem}-{n}{rel.suffix}")))
+    for f, rel in pairs:
+        name, n = rel, 0
+        while _key(name) in taken or (n > 0 and _key(name) in natural):
+            n += 1
+            name = rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+        taken.add(_key(name))
+        out.append((f, name))
     return out
+
+
+def _key(rel: Path) -> str:
+    """Names that one folder cannot hold side by side on every file system (case-insensitive ones too)."""
+    return rel.as_posix().casefold()
+
+
+def _refuse_overwriting_inputs(items: list[tuple[Path, Path]], out_dir: Path) -> None:
+    """An output that would replace one of the inputs is an error, before anything is written."""
+    sources = {os.path.realpath(src): src for src, _ in items}
+    for src, rel in items:
+        target = os.path.realpath(out_dir / rel)
+        if target in sources:
+            raise GancrError(
+                f"stylize: --out {out_dir} would overwrite the input {sources[target]} (the stylised {src.name} is "
+                f"written as {out_dir / rel}); choose another output folder"
+            )
+
+
+class Stylized(list):
+    """The files :func:`stylize` wrote (a list of paths), and ``skipped``: (file, reason) of the
+    inputs it could not read (with ``skip_unreadable``)."""
+
+    def __init__(self, written: list[Path] = (), skipped: list[tuple[Path, str]] = ()):  # type: ignore[assignment]
+        super().__init__(written)
+        self.skipped = list(skipped)
 
 
 def stylize(
@@ -160,9 +248,10 @@ def stylize(
     overlap: int | None = None,
     stats_tiles: int | None = None,
     precision: str = "auto",
+    skip_unreadable: bool = False,
     progress: bool = False,
     content_net: nn.Module | None = None,
-) -> Tensor | list[Path]:
+) -> Tensor | Stylized:
     """Stylise a tensor, or image files and folders, with a trained generator.
 
     Args:
@@ -181,11 +270,26 @@ def stylize(
         stats_tiles: tiles to estimate normalisation statistics from, see :func:`stylize_tensor`.
         precision: ``fp32``, ``bf16``, or ``auto``: on CUDA the faster of the two for this
             model, measured on the first image (channels-last weights there); fp32 on the CPU.
-        progress: show progress over files (:class:`gancr.progress.Progress`, on standard error).
+        skip_unreadable: an image file that cannot be read is skipped with a
+            :class:`~gancr.data.DataWarning` (and listed in the result's ``skipped``) instead of
+            stopping the rest; an error still when no image could be read.
+        progress: show progress over files, and over the tiles of a tiled image
+            (:class:`gancr.progress.Progress`, on standard error).
         content_net: ignored (gancr 0.1 blended alpha with it), with a ``DeprecationWarning``.
+
+    Raises:
+        GancrError: an output would overwrite an input; a file that cannot be read (unless
+            ``skip_unreadable``); ``out_dir`` cannot be written (before any work).
     """
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
+    items: list[tuple[Path, Path]] = []
+    if not isinstance(inputs, Tensor):  # before loading anything: the inputs and the output folder
+        if out_dir is None:
+            raise GancrError("stylize: give out_dir for file inputs")
+        check_output(out_dir, folder=True, what="--out")
+        items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
+        _refuse_overwriting_inputs(items, Path(out_dir))
     run = None
     if generator is None:
         if checkpoint is None:
@@ -211,17 +315,44 @@ def stylize(
 
     if isinstance(inputs, Tensor):
         return stylize_tensor(generator, inputs, precision=pick(inputs), **options)
-    if out_dir is None:
-        raise GancrError("stylize: give out_dir for file inputs")
-    items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
-    written = []
+    assert out_dir is not None
+    result = Stylized()
+    options["tile_progress"] = _tile_progress() if progress else None
     with Progress(len(items), "stylize", "image", enabled=progress) as shown:
         for src, rel in items:
-            image = load_image(src)
+            try:
+                image = load_image(src)
+                transparency = load_alpha(src)
+            except DataError as exc:
+                if not skip_unreadable:
+                    raise
+                warnings.warn(f"skipping unreadable image: {exc}", DataWarning, stacklevel=2)
+                result.skipped.append((src, str(exc)))
+                shown.update(1)
+                continue
             y = stylize_tensor(generator, image, precision=pick(image), **options).cpu()
-            transparency = load_alpha(src)
             if transparency is not None:
                 y = torch.cat([y, transparency], 0)
-            written.append(save_image(y, Path(out_dir) / rel))
+            result.append(save_image(y, Path(out_dir) / rel))
             shown.update(1)
-    return written
+    if result.skipped and not result:
+        raise DataError(f"stylize: none of the {len(result.skipped)} input image(s) could be read, e.g. "
+                        f"{result.skipped[0][1]}")
+    return result
+
+
+def _tile_progress() -> Callable[[str, int, int], None]:
+    """Progress over the passes and tiles of a tiled image, one :class:`~gancr.progress.Progress` per phase."""
+    shown: list[Progress] = []
+
+    def update(phase: str, done: int, total: int) -> None:
+        if not shown or shown[0].desc != f"tiles: {phase}" or shown[0].total != total:
+            if shown:
+                shown.pop().close()
+            shown.append(Progress(total, f"tiles: {phase}", "pass" if phase == "statistics" else "tile"))
+        if done > shown[0].n:
+            shown[0].update(done - shown[0].n)
+        if done >= total:
+            shown.pop().close()
+
+    return update

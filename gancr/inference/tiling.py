@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MethodType
@@ -48,6 +48,7 @@ __all__ = [
     "tile_statistics",
     "tiled_forward",
     "DEFAULT_STATS_TILES",
+    "EXACT_STATS_LIMIT",
     "default_overlap",
     "reduction_of",
 ]
@@ -330,7 +331,8 @@ def _sample(ny: int, nx: int, k: int) -> list[int]:
 
 
 def tile_statistics(
-    module: nn.Module, x: Tensor, layout: TileLayout, align: int, *, sample: int = 0, device: torch.device | None = None
+    module: nn.Module, x: Tensor, layout: TileLayout, align: int, *, sample: int = 0, device: torch.device | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[_NormCalls, int]:
     """Measure every per-sample normalisation's statistics over the tiles, layer by layer.
 
@@ -343,11 +345,13 @@ def tile_statistics(
     of an overlap), and an estimate from part of the image otherwise.
 
     Returns the controller (use it as a context manager to run tiles with the statistics
-    frozen) and how many tiles were sampled.
+    frozen) and how many tiles were sampled. ``progress(done, total)`` is called after each
+    partial pass.
     """
     device = device or x.device
     calls = _NormCalls(module)
     tiles = list(layout)
+    done = 0
     cores_y = _cores(layout.rows, align)
     cores_x = _cores(layout.cols, align)
     cores = [(cy, cx) for cy in cores_y for cx in cores_x]
@@ -364,6 +368,9 @@ def tile_statistics(
                 calls.core = (ctop - top, None if cbottom is None else cbottom - top,
                               cleft - left, None if cright is None else cright - left, bottom - top, right - left)
                 calls.run(x[:, :, top:bottom, left:right].to(device))
+                done += 1
+                if progress is not None:
+                    progress(done, len(calls.order) * len(chosen))
             total = torch.stack(calls.sums).sum(0)  # (3, B, G): sum, sum of squares, count
             mean = total[0] / total[2]
             var = (total[1] / total[2] - mean * mean).clamp_min(0)
@@ -425,6 +432,9 @@ def _warn_unhandled(module: nn.Module) -> None:
 
 #: How many tiles the normalisation statistics are measured on by default (0: all of them).
 DEFAULT_STATS_TILES = 0
+#: With ``stats_tiles`` left to its default, images of more tiles than this get their statistics
+#: estimated from this many (the exact pass costs one partial pass per tile and norm layer).
+EXACT_STATS_LIMIT = 16
 
 
 @torch.no_grad()
@@ -436,6 +446,7 @@ def tiled_forward(
     *,
     stats_tiles: int | None = None,
     freeze_norms: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Tensor:
     """``module(x)`` computed tile by tile, blended without seams, in memory bounded by ``tile``.
 
@@ -447,9 +458,12 @@ def tiled_forward(
         tile: tile side in pixels (e.g. 512).
         overlap: least overlap of neighbouring tiles (default :func:`default_overlap`).
         stats_tiles: how many tiles (spread over the image) instance/group-norm statistics
-            are estimated from; 0 (the default) measures them over all tiles, which gives
-            the untiled result. See :func:`tile_statistics`.
+            are estimated from; 0 measures them over all tiles, which gives the untiled
+            result (see :func:`tile_statistics`). The default (None) is 0 up to
+            :data:`EXACT_STATS_LIMIT` tiles, and an estimate from that many beyond, with a warning.
         freeze_norms: False normalises each tile by its own statistics (for comparison only).
+        progress: called as ``progress(phase, done, total)``, phase ``"statistics"`` (partial
+            passes) or ``"tiles"``.
 
     Returns:
         ``(B, C, H, W)`` on ``x``'s device, float32.
@@ -458,12 +472,21 @@ def tiled_forward(
         raise GancrError(f"tiled_forward: expected (B, 3, H, W), got {tuple(x.shape)}")
     tile = int(tile)
     overlap = default_overlap(tile) if overlap is None else int(overlap)
+    auto_stats = stats_tiles is None
     stats_tiles = DEFAULT_STATS_TILES if stats_tiles is None else int(stats_tiles)
     if stats_tiles < 0:
         raise GancrError(f"stats_tiles {stats_tiles}: give a number of tiles, or 0 for all of them")
     align = reduction_of(module)
     b, _, h, w = x.shape
     layout = tile_layout(h, w, tile, overlap, align)
+    if auto_stats and stats_tiles == 0 and len(layout) > EXACT_STATS_LIMIT \
+            and any(_per_sample_norm(m) for m in module.modules()):
+        stats_tiles = EXACT_STATS_LIMIT
+        warnings.warn(
+            f"tiling: {len(layout)} tiles; instance/group-norm statistics are estimated from {stats_tiles} of them "
+            "(measuring them over all tiles costs a partial pass per tile and norm layer: pass --stats-tiles 0 for "
+            "the exact, slower result)", UserWarning, stacklevel=2,
+        )
     param = next(module.parameters(), None)
     device = param.device if param is not None else x.device
     if len(layout) == 1:
@@ -473,11 +496,14 @@ def tiled_forward(
     wx = axis_windows(layout.cols)
     calls: _NormCalls | None = None
     if freeze_norms and any(_per_sample_norm(m) for m in module.modules()):
-        calls, _ = tile_statistics(module, x, layout, align, sample=stats_tiles, device=device)
+        calls, _ = tile_statistics(module, x, layout, align, sample=stats_tiles, device=device,
+                                   progress=None if progress is None else lambda d, n: progress("statistics", d, n))
     out: Tensor | None = None
     with calls if calls is not None else contextlib.nullcontext():
         for i, (top, bottom) in enumerate(layout.rows):
             for j, (left, right) in enumerate(layout.cols):
+                if progress is not None:
+                    progress("tiles", i * len(layout.cols) + j, len(layout))
                 piece = x[:, :, top:bottom, left:right].to(device)
                 y = (calls.run(piece) if calls is not None else module(piece)).float().to(x.device)
                 if out is None:
@@ -485,6 +511,8 @@ def tiled_forward(
                 window = wy[i].to(y.device)[:, None] * wx[j].to(y.device)[None, :]
                 out[:, :, top:bottom, left:right].addcmul_(y, window)
                 del y
+    if progress is not None:
+        progress("tiles", len(layout), len(layout))
     assert out is not None
     return out
 

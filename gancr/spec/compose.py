@@ -17,15 +17,14 @@ path in it (:func:`origin_of`).
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from gancr.errors import SpecError
+from gancr.spec.syntax import check_plain_values, parse_spec_text
 
 __all__ = ["BASE_KEY", "Composed", "compose", "read_spec_file", "merge", "origin_of"]
 
@@ -45,11 +44,7 @@ def read_spec_file(path: Path, named_by: str | None = None) -> Any:
         raise SpecError([(BASE_KEY if named_by else "", f"{prefix}no such spec file: {path}")], where) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([(BASE_KEY if named_by else "", f"{prefix}cannot read {path}: {exc}")], where) from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise SpecError([("", f"not valid {kind}: {exc}")], str(path)) from None
+    data = parse_spec_text(text, "JSON" if path.suffix.lower() == ".json" else "YAML", str(path))
     return {} if data is None else data
 
 
@@ -120,6 +115,7 @@ def compose(items: Sequence[Any]) -> Composed:
     composed = Composed()
     for item in items:
         if isinstance(item, Mapping):
+            check_plain_values(item, "<mapping>")  # before anything recurses into it
             composed.add(copy.deepcopy(dict(item)), "<mapping>", Path.cwd())
         else:
             path = Path(os.fspath(item))

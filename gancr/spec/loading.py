@@ -14,7 +14,8 @@ from gancr.errors import SpecError
 from gancr.spec.binding import bind
 from gancr.spec.compose import Composed, compose, origin_of
 from gancr.spec.messages import error_messages
-from gancr.spec.root import Spec
+from gancr.spec.root import MAX_REQUIRES, Spec
+from gancr.spec.syntax import check_plain_values
 
 __all__ = ["load_spec", "default_spec", "apply_overrides"]
 
@@ -54,6 +55,7 @@ def load_spec(
         data = composed.data
     else:
         raise SpecError([("", f"expected a path or a mapping, got {type(path_or_mapping).__name__}")])
+    check_plain_values(data, source)
     bound = bind(Spec)
     overrides = list(overrides)
     if overrides:
@@ -62,6 +64,7 @@ def load_spec(
         except ValidationError:
             pass  # report the errors after the overrides, which may fix some
         data = apply_overrides(data, overrides)
+        check_plain_values(data, source)
     try:
         spec = bound.spec.model_validate(data)
     except ValidationError as exc:
@@ -69,7 +72,7 @@ def load_spec(
         if composed is not None and len(composed.files) > 1:
             errors = [_with_origin(path, message, composed, overrides) for path, message in errors]
         requires = data.get("requires")
-        if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
+        if isinstance(requires, list) and len(requires) <= MAX_REQUIRES and all(isinstance(r, str) for r in requires):
             # a component of a missing plugin is "unknown": say first which plugin is missing
             from gancr.requirements import missing_requirements
 

@@ -13,7 +13,10 @@ from gancr.spec.binding import bind
 from gancr.spec.messages import error_messages
 from gancr.spec.sections import DataSpec, LossesSpec, ModelSpec, Section, TrainingSpec
 
-__all__ = ["Spec", "spec_model", "component_model", "validate_component", "spec_to_yaml"]
+__all__ = ["Spec", "spec_model", "component_model", "validate_component", "spec_to_yaml", "MAX_REQUIRES"]
+
+#: The most plugin requirements a spec may list.
+MAX_REQUIRES = 100
 
 
 class Spec(Section):
@@ -24,7 +27,8 @@ class Spec(Section):
     """
 
     requires: list[str] = Field(
-        default_factory=list, description="plugin distributions this spec needs, e.g. 'gancr-cut>=0.1'"
+        default_factory=list, max_length=MAX_REQUIRES,
+        description="plugin distributions this spec needs, e.g. 'gancr-cut>=0.1'",
     )
     description: str | None = None
     model: ModelSpec = Field(default_factory=ModelSpec)

@@ -7,6 +7,7 @@ Component fields are :class:`~gancr.spec.slots.Slot` annotations here; the root 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -160,17 +161,17 @@ class TrainingSpec(Section):
     balancer: Slot["balancer"] = Field({"name": "fixed"}, validate_default=True)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    batch_size: int = Field(4, gt=0)
-    image_size: int = Field(128, ge=16, description="training crop size (pixels)")
+    batch_size: int = Field(4, gt=0, le=4096)
+    image_size: int = Field(128, ge=16, le=4096, description="training crop size (pixels)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 autocast on a CUDA device that supports it, else fp32"
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     d_steps: int = Field(1, ge=1, description="discriminator steps per generator step")
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm, per network")
     ema: EmaSpec = Field(default_factory=EmaSpec)
-    image_pool: int = Field(0, ge=0, description="size of the pool of past fakes (0: off)")
+    image_pool: int = Field(0, ge=0, le=10000, description="size of the pool of past fakes (0: off)")
     channels_last: bool | Literal["auto"] = Field(
         "auto", description="channels-last memory format; auto: on CUDA, off on the CPU"
     )
@@ -190,8 +191,15 @@ class TrainingSpec(Section):
     max_nonfinite_steps: int = Field(
         10, ge=1, description="consecutive skipped (non-finite) steps before the run stops"
     )
-    workers: int = Field(0, ge=0, description="data loader worker processes")
+    workers: int = Field(0, ge=0, le=256, description="data loader worker processes")
     tensorboard: bool = Field(True, description="write TensorBoard logs when tensorboard is installed")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", v):
+            raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda, cuda:N or mps")
+        return v
 
     @property
     def total_steps(self) -> int:
@@ -204,7 +212,7 @@ class DataSpec(Section):
     content: str | list[str] = "builtin:photos"
     style: str | list[str] = "builtin:cartoon"
     load_size: int | None = Field(
-        None, gt=0, description="shorter side before cropping (default: 1.125 x image_size)"
+        None, gt=0, le=16384, description="shorter side before cropping (default: 1.125 x image_size)"
     )
     crop_scale: tuple[float, float] = (0.5, 1.0)
     flip: bool = True

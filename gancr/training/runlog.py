@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gancr.files import write_error
 from gancr.progress import Progress
 from gancr.runs import atomic_write_text
 
@@ -31,7 +32,11 @@ class RunLog:
     def __init__(self, out_dir: Path, training: Any, *, enabled: bool, quiet: bool, total: int, initial: int):
         self.out_dir, self.training, self.enabled = out_dir, training, enabled
         self.bar = Progress(total, "train", "step", initial=initial, enabled=enabled and not quiet)
-        self.file = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if enabled else None
+        try:
+            self.file = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if enabled else None
+        except OSError as exc:
+            self.bar.close()
+            raise write_error(exc, out_dir / "metrics.jsonl") from None
         self.tensorboard: Any = None
         self.tensorboard_missing = False
 
@@ -43,8 +48,12 @@ class RunLog:
         """Append one step's metrics to ``metrics.jsonl`` (and TensorBoard, when installed)."""
         if self.file is None:
             return
-        self.file.write(json.dumps(metrics) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(metrics) + "\n")
+            self.file.flush()
+        except OSError as exc:
+            raise write_error(exc, self.out_dir / "metrics.jsonl",
+                              kept="the lines written before are kept, and so are the checkpoints") from None
         if not self.training.tensorboard or self.tensorboard_missing:
             return
         if self.tensorboard is None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -35,23 +33,28 @@ from torch import Tensor, nn
 
 from gancr.builder import build, build_losses
 from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
-from gancr.errors import CheckpointError, GancrError
+from gancr.errors import CheckpointError, GancrError, ResourceError, WriteError
+from gancr.files import RunLock, check_output, human_size, remove_orphans
 from gancr.plugins import call_hook
 from gancr.runs import (
     atomic_write_text,
     checkpoint_path,
+    clear_run_files,
     list_checkpoints,
     load_latest_checkpoint,
     prune_checkpoints,
+    run_files,
     save_checkpoint,
     save_generator,
 )
+from gancr.resources import activation_bytes, available_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec
 from gancr.training.checkpoint import get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
 from gancr.training.parts import EMA, ImagePool, make_optimizer
 from gancr.training.preflight import check_content_net_use
 from gancr.training.runlog import RunLog, trim_metrics
+from gancr.training.signals import StopSignals
 from gancr.training.step import TrainingStep
 from gancr.trio import Losses, Trio
 
@@ -67,6 +70,7 @@ class FitResult:
     out_dir: Path
     checkpoint: Path | None
     generator: Path | None
+    signal: int | None = None  #: the signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if one did
 
 
 class _StepBatches(torch.utils.data.Sampler[list[int]]):
@@ -122,6 +126,9 @@ class Trainer(TrainingStep):
         out_dir: the run directory (``spec.yaml``, ``checkpoints/``, ``samples/``,
             ``metrics.jsonl``, ``generator.safetensors``).
         resume: continue from the newest complete checkpoint in ``out_dir``.
+        overwrite: start a new run in an ``out_dir`` that holds another run's files,
+            deleting them (checkpoints, generator, metrics, samples, spec); without it (or
+            ``resume``) such a folder is an error, so no run is replaced by mistake.
         max_steps: stop after this global step with a checkpoint (a later ``resume``
             continues).
         quiet: no progress display.
@@ -141,6 +148,7 @@ class Trainer(TrainingStep):
         out_dir: str | Path,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         max_steps: int | None = None,
         quiet: bool = False,
         overrides: list[str] | tuple[str, ...] = (),
@@ -148,10 +156,18 @@ class Trainer(TrainingStep):
     ):
         self.spec: Spec = spec if isinstance(spec, Spec) and not overrides else load_spec(spec, overrides)
         self.out_dir = Path(out_dir)
+        if resume and overwrite:
+            raise GancrError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
+        self.overwrite = overwrite
+        self._lock: RunLock | None = None
+        # before anything slow: the folder must be writable, and not another run's by mistake
+        check_output(self.out_dir, folder=True, what="the run folder")
         self.quiet = quiet
         self.max_steps = max_steps
         t = self.spec.training
         self.dist = from_environment()
+        if not resume and not overwrite and self.dist.is_main:
+            self._check_not_another_run()
         self.device = self.dist.init(resolve_device(t.device))
         self.local_batch = self.dist.local_batch(t.batch_size)
         self.precision = resolve_precision(t.precision, self.device)
@@ -278,14 +294,39 @@ class Trainer(TrainingStep):
 
         Under ``torchrun`` every process trains; only rank 0 writes the run directory.
         """
+        main = self.dist.is_main
+        if main:
+            self._lock = RunLock(self.out_dir)  # one process per run folder; the OS frees it when we die
+        try:
+            return self._fit()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _check_not_another_run(self) -> None:
+        """A new run goes into a folder without another run's files (or ``overwrite`` clears them)."""
+        found = run_files(self.out_dir)
+        if not found:
+            return
+        if not self.overwrite or self._lock is None:
+            if self.overwrite:
+                return  # cleared once the folder is locked (in fit)
+            names = ", ".join(p.relative_to(self.out_dir).as_posix() for p in found[:4])
+            raise GancrError(
+                f"{self.out_dir} holds another run ({names}); continue it with --resume, replace it with "
+                "--overwrite, or train into a new folder"
+            )
+        clear_run_files(self.out_dir)
+
+    def _fit(self) -> FitResult:
         t = self.spec.training
         main = self.dist.is_main
-        if self.resumed_from is None and self.step == 0 and list_checkpoints(self.out_dir / "checkpoints"):
-            raise GancrError(
-                f"{self.out_dir} already holds another run's checkpoints; continue it with --resume "
-                "(resume=True), or train into a new output folder"
-            )
         if main:
+            if self.resumed_from is None and self.step == 0:
+                self._check_not_another_run()  # again, now that the folder is ours
+            for folder in (self.out_dir, self.out_dir / "checkpoints", self.out_dir / "samples"):
+                remove_orphans(folder)  # temporary files of writes that a kill cut short
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
             trim_metrics(self.out_dir, self.step)
@@ -303,9 +344,10 @@ class Trainer(TrainingStep):
         generator_path: Path | None = None
         current_stage = -1
         log = RunLog(self.out_dir, t, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
-        previous_handler = self._install_sigint()
+        signals = StopSignals(self.request_stop).__enter__()
         rate: float | None = None
         try:
+            self._check_step_memory()
             tick = time.perf_counter()
             for batch in loader:
                 stage_i = self.stage_index(self.step)
@@ -346,10 +388,21 @@ class Trainer(TrainingStep):
                 self.save_samples()
                 generator_path = self.save_generator()
             self.dist.barrier()
+        except (MemoryError, RuntimeError) as exc:
+            if not is_allocation_error(exc):
+                raise
+            t = self.spec.training
+            kept = self._newest_checkpoint()
+            raise memory_error(
+                exc, f"training step {self.step + 1} (batches of {t.batch_size} crops of {t.image_size} px)",
+                "training.batch_size or training.image_size (or data.load_size, or the model's widths)"
+                + (f"; the checkpoint {kept} is intact" if kept else ""), self.device,
+            ) from None
         finally:
-            self._restore_sigint(previous_handler)
+            signals.__exit__()
             log.close()
-        return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path)
+        return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path,
+                         signals.received if status == "interrupted" else None)
 
     def _should_stop(self) -> bool:
         """A stop request (Ctrl-C) on any process stops every process after the same step."""
@@ -361,25 +414,6 @@ class Trainer(TrainingStep):
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step (with a checkpoint); as Ctrl-C does."""
         self._stop_requested = True
-
-    def _install_sigint(self) -> Any:
-        """Ctrl-C (SIGINT) and SIGTERM (what job schedulers send) stop after the step, with a checkpoint."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum: int, frame: Any) -> None:
-            self.request_stop()
-            # a second signal aborts at once
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-        return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
-
-    @staticmethod
-    def _restore_sigint(previous: Any) -> None:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous[0])
-            signal.signal(signal.SIGTERM, previous[1])
 
     # ------------------------------------------------------------------------------------
     # outputs
@@ -435,11 +469,42 @@ class Trainer(TrainingStep):
         directory = self.out_dir / "checkpoints"
         path = checkpoint_path(directory, self.step)
         if self.dist.is_main:
-            path = save_checkpoint(directory, self.step, self.state_dict())
+            try:
+                path = save_checkpoint(directory, self.step, self.state_dict())
+            except WriteError as exc:
+                kept = self._newest_checkpoint()
+                raise WriteError(
+                    f"{exc} " + (f"The newest complete checkpoint, {kept}, is intact: continue from it with --resume "
+                                 "once the problem is solved." if kept else "No checkpoint of this run was written yet."),
+                    path=exc.path,
+                ) from None
             prune_checkpoints(directory, self.spec.training.checkpoint.keep)
             call_hook("gancr_on_checkpoint", trainer=self, step=self.step, path=path)
         self.dist.barrier()
         return path
+
+    def _newest_checkpoint(self) -> Path | None:
+        found = list_checkpoints(self.out_dir / "checkpoints")
+        return found[-1][1] if found else None
+
+    def _check_step_memory(self) -> None:
+        """Refuse a step that clearly cannot fit (its activations alone exceed the free memory)."""
+        t = self.spec.training
+        size = min(t.image_size, max(64, 2 * int(getattr(self.generator, "reduction", 1))))
+        try:
+            per_pixel = (activation_bytes(self.generator, training=True, size=size)
+                         + activation_bytes(self.content_net, training=True, size=size)
+                         + 2 * activation_bytes(self.discriminator, training=True, size=size))
+        except Exception:  # noqa: BLE001 - a part that cannot be probed this way is simply not checked
+            return
+        need = per_pixel * self.local_batch * t.image_size**2
+        free = available_memory(self.device)
+        if free is not None and need > free:
+            raise ResourceError(
+                f"a training step on batches of {self.local_batch} crops of {t.image_size} px needs about "
+                f"{human_size(need)} of memory for its activations, and {human_size(free)} is free; lower "
+                "training.batch_size or training.image_size"
+            )
 
     def save_generator(self) -> Path:
         """``generator.safetensors``: generator (and EMA) and content-net weights, with the spec."""
@@ -478,7 +543,10 @@ class Trainer(TrainingStep):
         directory = self.out_dir / "checkpoints"
         found = load_latest_checkpoint(directory, map_location=self.device)
         if found is None:
-            raise CheckpointError(f"--resume: no complete checkpoint in {directory}; start without --resume")
+            raise CheckpointError(
+                f"--resume: no complete checkpoint in {directory}; start the run again with --overwrite "
+                "(or into a new folder)"
+            )
         path, state = found
         self._check_resumed_spec(state.get("spec"), path)
         try:

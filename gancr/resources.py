@@ -1,0 +1,120 @@
+"""Memory: how much is free, and an allocation that failed as one message naming the setting to lower.
+
+PyTorch reports an allocation it cannot make as ``RuntimeError: [enforce fail at alloc_cpu.cpp]
+... DefaultCPUAllocator: can't allocate memory``, ``torch.OutOfMemoryError`` (CUDA) or Python's
+``MemoryError``; each reaches a user as a traceback from deep inside torch. gancr checks
+sizes it can know in advance against :func:`available_memory`, and turns the failures it
+cannot foresee into :class:`~gancr.errors.ResourceError` with :func:`memory_error`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gancr.errors import ResourceError
+from gancr.files import human_size
+
+__all__ = ["available_memory", "is_allocation_error", "memory_error", "activation_bytes"]
+
+_ALLOCATION_TEXT = ("can't allocate memory", "out of memory", "cannot allocate memory", "std::bad_alloc",
+                    "Tried to allocate", "not enough memory", "CUDNN_STATUS_ALLOC_FAILED")
+
+
+def available_memory(device: Any = "cpu") -> int | None:
+    """Bytes that can be allocated now on ``device`` (the CPU: ``MemAvailable``), or None if unknown."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "cuda":
+        import torch
+
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+            # memory PyTorch holds in its cache is free for PyTorch too
+            return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def is_allocation_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (CPU or GPU)."""
+    if isinstance(exc, MemoryError):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and any(t in str(exc) for t in _ALLOCATION_TEXT)
+
+
+def memory_error(exc: BaseException, doing: str, lower: str, device: Any = "cpu") -> ResourceError:
+    """``doing`` needs more memory than is free; lower ``lower`` (a setting, named as the user writes it)."""
+    free = available_memory(device)
+    asked = ""
+    text = str(exc)
+    for marker in ("allocate ", "alloc "):
+        if marker in text:  # "... can't allocate memory: you tried to allocate 123456 bytes"
+            tail = text.split(marker)[-1].split()[0] if text.split(marker)[-1].split() else ""
+            if tail.isdigit():
+                asked = f"it asked for {human_size(int(tail))}"
+            break
+    facts = ", ".join(x for x in (asked, f"{human_size(free)} is free" if free is not None else "") if x)
+    where = "GPU memory" if getattr(device, "type", str(device)).startswith("cuda") else "memory"
+    return ResourceError(
+        f"{doing} needs more {where} than is available" + (f" ({facts})" if facts else "")
+        + f"; lower {lower}"
+    )
+
+
+def activation_bytes(module: Any, *, training: bool, size: int = 64) -> float:
+    """About how many bytes of activations ``module`` needs per input pixel (per image).
+
+    Measured on one ``size x size`` image, on the module's device, from the outputs of its
+    layers: in training every output is kept for the backward pass (the sum of their
+    sizes, each tensor counted once); in inference (no gradients) a few layers' outputs are
+    alive at once, plus the encoder's features a U-Net decoder keeps (four times the largest
+    output, plus the encoder's outputs). An estimate to compare with :func:`available_memory`
+    before a big allocation, not an exact account.
+    """
+    import torch
+
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    sizes: dict[int, int] = {}
+    alive: list[Any] = []  # kept so that no two outputs share an address by reuse
+
+    def record(_: Any, __: Any, out: Any) -> None:
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if isinstance(t, torch.Tensor):
+                alive.append(t)
+                sizes[t.data_ptr()] = max(sizes.get(t.data_ptr(), 0), t.numel() * t.element_size())
+
+    leaves = [m for m in module.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    was_training = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    total = float(sum(sizes.values()))
+    if not training:
+        features = 0.0
+        encoder = getattr(module, "encoder", None)
+        if encoder is not None:
+            with torch.no_grad():
+                features = float(sum(f.numel() * f.element_size()
+                                     for f in encoder(torch.zeros(1, 3, size, size, device=device))))
+        total = 4.0 * max(sizes.values(), default=0) + features
+    return total / (size * size)
