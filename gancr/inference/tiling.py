@@ -485,7 +485,7 @@ def tiled_forward(
         warnings.warn(
             f"tiling: {len(layout)} tiles; instance/group-norm statistics are estimated from {stats_tiles} of them "
             "(measuring them over all tiles costs a partial pass per tile and norm layer: pass --stats-tiles 0 for "
-            "the exact, slower result)", UserWarning, stacklevel=2,
+            "the exact, slower result)", UserWarning, stacklevel=3,
         )
     param = next(module.parameters(), None)
     device = param.device if param is not None else x.device
