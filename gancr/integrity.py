@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["checksum", "nonfinite", "depth", "MAX_DEPTH", "exported_kind", "runs_code"]
+__all__ = ["checksum", "nonfinite", "depth", "MAX_DEPTH", "exported_kind", "looks_like_safetensors", "runs_code"]
 
 #: The deepest nesting accepted in a spec or in a file's metadata (a real spec nests about 6).
 MAX_DEPTH = 64
@@ -131,9 +131,23 @@ def exported_kind(path: str | os.PathLike[str]) -> str | None:
             head = fh.read(4096)
     except (OSError, zipfile.BadZipFile):
         return None
-    # an ONNX ModelProto starts with ir_version (field 1, varint) and names its producer
-    if p.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and (b"pytorch" in head or b"gancr" in head or b"onnx" in head)):
+    if looks_like_safetensors(p):
+        return None
+    # an ONNX ModelProto starts with ir_version (field 1: tag 0x08, a small number), then another field's tag
+    tags = (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72)
+    if p.suffix.lower() == ".onnx" or (len(head) > 2 and head[0] == 0x08 and 1 <= head[1] <= 30 and head[2] in tags):
         return "onnx"
     return None
+
+
+def looks_like_safetensors(path: str | os.PathLike[str]) -> bool:
+    """A safetensors file starts with its header's length (8 bytes, little-endian) and then ``{``."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(9)
+        return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < p.stat().st_size
+    except OSError:
+        return False
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from gancr.errors import CheckpointError
 from gancr.files import atomic_write, atomic_write_bytes, atomic_write_stream, atomic_write_text, human_size
-from gancr.integrity import MAX_DEPTH, checksum, depth, exported_kind, nonfinite, runs_code
+from gancr.integrity import MAX_DEPTH, checksum, depth, exported_kind, looks_like_safetensors, nonfinite, runs_code
 from gancr.resources import available_memory
 
 if TYPE_CHECKING:  # torch loads when a checkpoint is written or read, not on import
@@ -420,20 +420,9 @@ def read_run(path: str | os.PathLike[str]) -> RunWeights:
         return _checkpoint_weights(*found)
     if not p.is_file():
         raise CheckpointError(f"no run directory, generator file or checkpoint at {p}")
-    if p.suffix == ".safetensors" or _looks_like_safetensors(p):
+    if p.suffix == ".safetensors" or looks_like_safetensors(p):
         return _generator_file_weights(p)
     return _checkpoint_weights(p, load_checkpoint(p))
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    """A safetensors file starts with its header's length (8 bytes, little-endian) and then ``{``."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(9)
-        return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
-    except OSError:
-        return False
-
 
 def _generator_file_weights(path: Path) -> RunWeights:
     tensors, meta = read_generator_file(path)
