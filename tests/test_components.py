@@ -429,3 +429,27 @@ def test_fixed_balancer_weights():
     pinned = build_component("balancer", {"name": "fixed", "w_c": 1.0, "w_g": 0.0})
     total, weights = pinned.combine(c, s, w_c=0.5, w_g=0.25)
     assert float(total) == 2.0 and weights == {"w_c": 1.0, "w_g": 0.0}
+
+
+@pytest.mark.parametrize("name", ["patchgan", "multiscale", "dcgan"])
+def test_antialiased_discriminators_keep_their_weights_and_lose_the_checkerboard(name):
+    """antialias blurs before stride-2 convolutions: same parameters and state-dict keys, and the
+    gradient a discriminator hands the generator has no checkerboard (period-2) pattern."""
+    import torch
+
+    params = {"name": name, "layers": 2, "width": 8, "norm": "spectral"}
+    torch.manual_seed(0)
+    plain = build_component("discriminator", params)
+    smooth = build_component("discriminator", {**params, "antialias": True})
+    assert plain.state_dict().keys() == smooth.state_dict().keys()
+    smooth.load_state_dict(plain.state_dict())
+
+    def checkerboard(d: torch.nn.Module) -> float:
+        """Share of the input gradient's energy at the Nyquist frequency (the period-2 pattern)."""
+        x = torch.full((1, 3, 64, 64), 0.5, requires_grad=True)
+        out = d(x)
+        sum(o.mean() for o in (out if isinstance(out, list) else [out])).backward()
+        spectrum = torch.fft.fft2(x.grad.mean(1)).abs().square()
+        return float(spectrum[0, 32, :].sum() + spectrum[0, :, 32].sum()) / float(spectrum.sum())
+
+    assert checkerboard(smooth) < 0.25 * checkerboard(plain)

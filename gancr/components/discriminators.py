@@ -20,8 +20,31 @@ __all__ = ["PatchGAN", "MultiScale", "DCGAN", "register"]
 DNorm = Literal["instance", "batch", "spectral", "none"]
 
 
-def _conv(cin: int, cout: int, stride: int, norm: str, bias: bool | None = None) -> nn.Module:
-    conv = nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=norm not in ("batch", "instance") if bias is None else bias)
+class _Conv(nn.Conv2d):
+    """A 4x4 convolution; with ``antialias``, a stride-2 one first blurs its input.
+
+    The blur is the binomial filter ``[1, 2, 1] / 4`` in each direction (reflect border), as in
+    anti-aliased CNNs (Zhang 2019) and StyleGAN2's discriminator. A plain stride-2 convolution
+    sees only every other pixel, so the gradient it hands back to the generator is a
+    checkerboard, which the generator learns as striped colour noise. The blur has no
+    parameters, so the state-dict keys are the same with or without it.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, bias: bool, antialias: bool):
+        super().__init__(cin, cout, 4, stride=stride, padding=1, bias=bias)
+        self.antialias = antialias and stride == 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.antialias:
+            from kornia.filters import filter2d
+
+            kernel = x.new_tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])[None] / 16.0
+            x = filter2d(x, kernel, border_type="reflect")
+        return super().forward(x)
+
+
+def _conv(cin: int, cout: int, stride: int, norm: str, bias: bool | None = None, antialias: bool = False) -> nn.Module:
+    conv = _Conv(cin, cout, stride, norm not in ("batch", "instance") if bias is None else bias, antialias)
     if norm == "spectral":
         conv = nn.utils.parametrizations.spectral_norm(conv)
     return conv
@@ -35,6 +58,10 @@ class PatchGANParams(ComponentParams):
     layers: int = Field(3, ge=1, le=6, description="stride-2 layers (3 gives 70x70 patches)")
     width: int = Field(64, gt=0, description="channels of the first layer (doubling, at most 8x)")
     norm: DNorm = Field("instance", description="normalisation of the convolutions: instance, batch, spectral (spectral norm of the weights) or none")
+    antialias: bool = Field(
+        False, description="blur before each stride-2 convolution: no checkerboard gradients, so the "
+        "generator learns no striped noise from them",
+    )
 
 
 class PatchGAN(nn.Module):
@@ -46,14 +73,16 @@ class PatchGAN(nn.Module):
         torch.Size([1, 1, 6, 6])
     """
 
-    def __init__(self, in_channels: int = 3, layers: int = 3, width: int = 64, norm: str = "instance"):
+    def __init__(self, in_channels: int = 3, layers: int = 3, width: int = 64, norm: str = "instance",
+                 antialias: bool = False):
         super().__init__()
-        seq: list[nn.Module] = [_conv(in_channels, width, 2, norm, bias=True), nn.LeakyReLU(0.2, inplace=True)]
+        seq: list[nn.Module] = [_conv(in_channels, width, 2, norm, bias=True, antialias=antialias),
+                                nn.LeakyReLU(0.2, inplace=True)]
         ch = width
         for n in range(1, layers + 1):
             out = width * min(2**n, 8)
             stride = 2 if n < layers else 1
-            seq += [_conv(ch, out, stride, norm), _norm(norm, out), nn.LeakyReLU(0.2, inplace=True)]
+            seq += [_conv(ch, out, stride, norm, antialias=antialias), _norm(norm, out), nn.LeakyReLU(0.2, inplace=True)]
             ch = out
         seq.append(_conv(ch, 1, 1, norm, bias=True))
         self.model = nn.Sequential(*seq)
@@ -69,23 +98,37 @@ class MultiScaleParams(PatchGANParams):
 class MultiScale(nn.Module):
     """PatchGANs at several scales (pix2pixHD); returns a list of logit maps, finest first."""
 
-    def __init__(self, in_channels: int = 3, scales: int = 2, layers: int = 3, width: int = 64, norm: str = "instance"):
+    def __init__(self, in_channels: int = 3, scales: int = 2, layers: int = 3, width: int = 64, norm: str = "instance",
+                 antialias: bool = False):
         super().__init__()
-        self.discriminators = nn.ModuleList(PatchGAN(in_channels, layers, width, norm) for _ in range(scales))
+        self.discriminators = nn.ModuleList(
+            PatchGAN(in_channels, layers, width, norm, antialias) for _ in range(scales)
+        )
+        self.antialias = antialias
 
     def forward(self, x: Tensor) -> list[Tensor]:
         out = []
         for i, d in enumerate(self.discriminators):
             if i:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+                x = self._downsample(x)
             out.append(d(x))
         return out
+
+    def _downsample(self, x: Tensor) -> Tensor:
+        """x2 smaller: a binomial blur-pool with ``antialias`` (every pixel weighs the same in the
+        gradient), else a 3x3 average pool (pix2pixHD's, whose gradient has a period-2 pattern)."""
+        if self.antialias:
+            from kornia.filters import blur_pool2d
+
+            return blur_pool2d(x, 3, stride=2)
+        return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
 
 
 class DCGANParams(ComponentParams):
     layers: int = Field(4, ge=1, le=7, description="stride-2 conv layers")
     width: int = Field(64, gt=0, description="channels of the first layer (doubling, at most 8x)")
     norm: DNorm = Field("batch", description="normalisation of the convolutions: batch (DCGAN's), instance, spectral or none")
+    antialias: bool = Field(False, description="blur before each stride-2 convolution (see patchgan)")
 
 
 class DCGAN(nn.Module):
@@ -97,14 +140,15 @@ class DCGAN(nn.Module):
         torch.Size([2, 1])
     """
 
-    def __init__(self, in_channels: int = 3, layers: int = 4, width: int = 64, norm: str = "batch"):
+    def __init__(self, in_channels: int = 3, layers: int = 4, width: int = 64, norm: str = "batch",
+                 antialias: bool = False):
         super().__init__()
         seq: list[nn.Module] = []
         ch = in_channels
         for n in range(layers):
             out = width * min(2**n, 8)
             first = n == 0  # no normalisation on the first layer, as in DCGAN
-            seq.append(_conv(ch, out, 2, norm, bias=True if first else None))
+            seq.append(_conv(ch, out, 2, norm, bias=True if first else None, antialias=antialias))
             if not first:
                 seq.append(_norm(norm, out))
             seq.append(nn.LeakyReLU(0.2, inplace=True))
