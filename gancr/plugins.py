@@ -203,9 +203,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             distribution=dist.metadata["Name"] if dist is not None else None,
             version=dist.version if dist is not None else None,
         )
-        if ep.name in _RESERVED:
-            _fail(ep.name, f"(entry point {ep.value!r}, of {info.distribution or 'an unknown package'}) uses a "
-                  "name reserved for gancr's own plugins", "rename the entry point")
+        if ep.name in _RESERVED:  # recorded under its entry point, so gancr's own plugin stays in
+            _fail(f"{ep.name}={ep.value}", f"(of {info.distribution or 'an unknown package'}) uses a name reserved "
+                  "for gancr's own plugins", "rename the entry point")
             continue
         try:
             plugin = ep.load()

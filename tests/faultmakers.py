@@ -180,6 +180,8 @@ MAKERS: dict[str, Maker] = {
     "gen_inf": lambda a, p: _save_generator_with(
         a, p, tensors=lambda t: {k: (v.clone().fill_(float("inf")) if v.is_floating_point() and v.dim() == 4 else v)
                                  for k, v in t.items()}),
+    "gen_huge_weights": lambda a, p: _save_generator_with(  # finite, but the output overflows to NaN
+        a, p, tensors=lambda t: {k: (v * 1e30 if v.is_floating_point() else v) for k, v in t.items()}),
     # -- safetensors headers that are malformed or huge
     "st_header_too_long": lambda a, p: p.write_bytes(struct.pack("<Q", 2**40) + b"{}"),
     "st_header_huge_declared": lambda a, p: (p.write_bytes(struct.pack("<Q", 2**40) + b"{}"), open(p, "r+b").truncate(2**40 + 8)),
@@ -226,6 +228,10 @@ MAKERS: dict[str, Maker] = {
                                                             {"name": "vgg19", "layer": "relu2_1", "weights": str(a / "model.onnx")})),
     "spec_generator_as_weights": lambda a, p: _spec_with(a, p, _set("model.generator.encoder", {
         "name": "vgg19", "layer": "relu2_1", "weights": str(a / "run" / "generator.safetensors")})),
+    "spec_timm_wrong_weights": lambda a, p: (
+        torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), p.parent / "small.pth"),
+        _spec_with(a, p, _set("model.generator.encoder", {
+            "name": "timm", "model_name": "resnet18", "weights": str(p.parent / "small.pth")}))),
     "spec_missing_weights": lambda a, p: _spec_with(a, p, _set("model.generator.encoder", {
         "name": "vgg19", "layer": "relu2_1", "weights": str(p.parent / "nowhere.pth")})),
     "spec_missing_content": lambda a, p: _spec_with(a, p, _set("data.content", str(p.parent / "nowhere"))),

@@ -136,6 +136,8 @@ BAD_SPEC_FILES = [
     ("an ONNX model as encoder weights", "spec_onnx_weights", "vgg19 weights"),
     ("a generator file as encoder weights", "spec_generator_as_weights", "do not match torchvision's vgg19"),
     ("encoder weights that do not exist", "spec_missing_weights", "no such file"),
+    ("timm weights of another network", "spec_timm_wrong_weights", ("do not belong to resnet18", "missing conv1.weight",
+                                                                   "unexpected weight, bias")),
 ]
 for what, maker, message in BAD_SPEC_FILES:
     CASES.append(C(f"validate {what}", "validate {tmp}/bad.yaml", message, files={"bad.yaml": maker}))
@@ -290,6 +292,14 @@ for name, maker, message in HOSTILE[::3]:  # every third again through export an
                    absent=("{tmp}/g.onnx",)))
     CASES.append(C(f"eval --checkpoint {name} ({maker})", EVAL % name, message, files={name: maker}))
 CASES += [
+    C("eval a generator of NaN weights", EVAL % "nan.safetensors", "hold NaN or infinite values",
+      files={"nan.safetensors": "gen_nan"}),
+    C("stylize a generator whose output overflows to NaN", STYLIZE % "huge.safetensors", "outputs NaN or infinite values",
+      files={"huge.safetensors": "gen_huge_weights"}, absent=("{tmp}/out/im0.png",)),
+    C("eval a generator whose output overflows to NaN", EVAL % "huge.safetensors", "outputs NaN or infinite values",
+      files={"huge.safetensors": "gen_huge_weights"}),
+    C("export a generator whose output overflows to NaN", EXPORT % "huge.safetensors", "nothing was written",
+      files={"huge.safetensors": "gen_huge_weights"}, absent=("{tmp}/g.onnx",)),
     C("stylize --checkpoint the exported ONNX", "stylize {photo} --checkpoint {onnx} --out {tmp}/out", "Pass the run directory",
       absent=("{tmp}/out",)),
     C("export --checkpoint the exported TorchScript", "export --checkpoint {ts} --format onnx --out {tmp}/g.onnx",

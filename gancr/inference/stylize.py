@@ -99,7 +99,8 @@ def stylize_tensor(
             if not is_allocation_error(exc):
                 raise
             del exc
-            tile = AUTO_TILE
+            # tiles smaller than the image, so that each needs less than the whole did
+            tile = AUTO_TILE if max(h, w) > AUTO_TILE else max(least, max(h, w) // 2)
             warnings.warn(f"stylize: a {w}x{h} image did not fit in memory untiled: stylising it in tiles of "
                           f"{tile} px (choose with --tile SIZE)", UserWarning, stacklevel=3)
     if y is None:
