@@ -10,7 +10,7 @@
   work, so a command fails in a second with the path named instead of after an hour.
 - :func:`write_error`: an ``OSError`` (no space, read-only, permission denied) as a
   :class:`~gancr.errors.WriteError` that names the file, the space it needed and what was kept.
-- :class:`RunLock`: a run folder is used by one process at a time (``flock`` on
+- :class:`RunLock`: a run folder is used by one process at a time (``fcntl.lockf`` on
   ``RUN/.gancr.lock``, released by the OS when the process ends, however it ends).
 
 Writes of this module go through :func:`_write_chunk`, the one place where bytes reach a
@@ -331,7 +331,7 @@ def remove_orphans(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 class RunLock:
-    """One process at a time in a run folder: an exclusive ``flock`` on ``FOLDER/.gancr.lock``.
+    """One process at a time in a run folder: an exclusive lock (``fcntl.lockf``) on ``FOLDER/.gancr.lock``.
 
     The lock is held until :meth:`release` (or until the process ends: the OS releases it,
     even after ``kill -9``). The file keeps the holder's process id, for the message of the
@@ -360,8 +360,8 @@ class RunLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise write_error(exc, path) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # a POSIX record lock: unlike flock, forked data-loader workers do not inherit it
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             try:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
@@ -388,7 +388,7 @@ class RunLock:
         held[1] -= 1
         if held[1] <= 0:
             del RunLock._held[self.key]
-            os.close(held[0])  # closing the descriptor releases the flock
+            os.close(held[0])  # closing the descriptor releases the lock
 
     def __enter__(self) -> RunLock:
         return self

@@ -13,7 +13,11 @@ G. non-finite numbers in a spec, non-finite weights, and parity checks on NaN ar
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,7 @@ import yaml
 
 import gancr
 from gancr.errors import CheckpointError, WriteError
+from gancr.files import RunLock
 from gancr.runs import list_checkpoints, load_checkpoint, read_generator_file, save_generator
 from gancr.training import Trainer
 
@@ -103,6 +108,23 @@ def test_c_a_second_process_cannot_train_into_a_folder_in_use(trained, tmp_path)
     # the holder was killed: the OS released its lock, and the run continues
     code, _, err = run_cli("train", str(run / "spec.yaml"), "--out", str(run), "--resume", "--quiet")
     assert code == 0, err
+
+
+def test_c_a_forked_child_does_not_keep_the_lock_of_a_killed_process(tmp_path):
+    """Data-loader workers are forked: when the trainer is killed, its folder is free at once."""
+    code = ("import os, sys, time\nfrom gancr.files import RunLock\nlock = RunLock(sys.argv[1])\npid = os.fork()\n"
+            "if pid == 0:\n    time.sleep(60)\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        with pytest.raises(gancr.GancrError, match=f"pid {parent.pid}"):
+            RunLock(tmp_path)
+        parent.kill()
+        parent.wait()
+        RunLock(tmp_path).release()  # the child lives on, and the folder is free
+    finally:
+        parent.kill()
+        os.kill(child, signal.SIGKILL)
 
 
 def test_d_a_new_run_into_a_finished_runs_folder_is_refused(trained, tmp_path):

@@ -173,6 +173,8 @@ def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path
     assert load_checkpoint(path)["step"] == step
     assert [m["step"] for m in read_metrics(run)] == list(range(1, step + 1))
     assert not (run / "generator.safetensors").exists()
+    if signum != signal.SIGINT:
+        return  # the resume that follows is the same for every signal: once is enough
 
     resumed = run_gancr("train", str(spec), "--out", str(run), "--resume", "--quiet", env=subprocess_env())
     assert resumed.returncode == 0, resumed.stderr
