@@ -453,3 +453,32 @@ def test_antialiased_discriminators_keep_their_weights_and_lose_the_checkerboard
         return float(spectrum[0, 32, :].sum() + spectrum[0, :, 32].sum()) / float(spectrum.sum())
 
     assert checkerboard(smooth) < 0.25 * checkerboard(plain)
+
+
+@pytest.mark.parametrize("name", ["patchgan", "multiscale", "dcgan"])
+def test_a_gray_discriminator_judges_luminance_only(name):
+    """gray: two images with the same luma and different colours get the same logits, and the
+    gradient handed to the generator moves every channel by its luma weight (no hue push)."""
+    import torch
+    from kornia.color import rgb_to_grayscale
+
+    torch.manual_seed(0)
+    d = build_component("discriminator", {"name": name, "layers": 2, "width": 8, "gray": True})
+    colour = build_component("discriminator", {"name": name, "layers": 2, "width": 8})
+    x = torch.rand(2, 3, 64, 64)
+    recoloured = x.clone()  # more red, less green: the same luma
+    recoloured[:, 0] += 0.1
+    recoloured[:, 1] -= 0.1 * 0.299 / 0.587
+    assert torch.allclose(rgb_to_grayscale(recoloured), rgb_to_grayscale(x), atol=1e-5)
+
+    def logits(model, img):
+        out = model(img)
+        return torch.cat([o.flatten() for o in (out if isinstance(out, list) else [out])])
+
+    assert torch.allclose(logits(d, x), logits(d, recoloured), atol=1e-4)
+    assert not torch.allclose(logits(colour, x), logits(colour, recoloured), atol=1e-4)
+    img = x.clone().requires_grad_(True)
+    logits(d, img).sum().backward()
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose(img.grad, img.grad.sum(1, keepdim=True) * weights, atol=1e-6)
+    assert sum(p.numel() for p in d.parameters()) < sum(p.numel() for p in colour.parameters())

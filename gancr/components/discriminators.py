@@ -50,6 +50,18 @@ def _conv(cin: int, cout: int, stride: int, norm: str, bias: bool | None = None,
     return conv
 
 
+def _luminance(x: Tensor) -> Tensor:
+    """``(B, 3, H, W)`` RGB to ``(B, 1, H, W)`` luma (ITU-R BT.601 weights)."""
+    from kornia.color import rgb_to_grayscale
+
+    return rgb_to_grayscale(x)
+
+
+_GRAY_DOC = ("judge the luminance only: the discriminator sees edges, shading and texture but not "
+             "colour, so the generator gets no push toward the style images' hues (its colours stay "
+             "the photo's, held by the content losses)")
+
+
 def _norm(norm: str, channels: int) -> nn.Module:
     return nn.Identity() if norm == "spectral" else norm_layer(norm, channels)
 
@@ -62,6 +74,7 @@ class PatchGANParams(ComponentParams):
         False, description="blur before each stride-2 convolution: no checkerboard gradients, so the "
         "generator learns no striped noise from them",
     )
+    gray: bool = Field(False, description=_GRAY_DOC)
 
 
 class PatchGAN(nn.Module):
@@ -74,8 +87,11 @@ class PatchGAN(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, layers: int = 3, width: int = 64, norm: str = "instance",
-                 antialias: bool = False):
+                 antialias: bool = False, gray: bool = False):
         super().__init__()
+        self.gray = gray
+        if gray:
+            in_channels = 1
         seq: list[nn.Module] = [_conv(in_channels, width, 2, norm, bias=True, antialias=antialias),
                                 nn.LeakyReLU(0.2, inplace=True)]
         ch = width
@@ -88,7 +104,7 @@ class PatchGAN(nn.Module):
         self.model = nn.Sequential(*seq)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return self.model(_luminance(x) if self.gray else x)
 
 
 class MultiScaleParams(PatchGANParams):
@@ -99,10 +115,10 @@ class MultiScale(nn.Module):
     """PatchGANs at several scales (pix2pixHD); returns a list of logit maps, finest first."""
 
     def __init__(self, in_channels: int = 3, scales: int = 2, layers: int = 3, width: int = 64, norm: str = "instance",
-                 antialias: bool = False):
+                 antialias: bool = False, gray: bool = False):
         super().__init__()
         self.discriminators = nn.ModuleList(
-            PatchGAN(in_channels, layers, width, norm, antialias) for _ in range(scales)
+            PatchGAN(in_channels, layers, width, norm, antialias, gray) for _ in range(scales)
         )
         self.antialias = antialias
 
@@ -129,6 +145,7 @@ class DCGANParams(ComponentParams):
     width: int = Field(64, gt=0, description="channels of the first layer (doubling, at most 8x)")
     norm: DNorm = Field("batch", description="normalisation of the convolutions: batch (DCGAN's), instance, spectral or none")
     antialias: bool = Field(False, description="blur before each stride-2 convolution (see patchgan)")
+    gray: bool = Field(False, description=_GRAY_DOC)
 
 
 class DCGAN(nn.Module):
@@ -141,10 +158,11 @@ class DCGAN(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, layers: int = 4, width: int = 64, norm: str = "batch",
-                 antialias: bool = False):
+                 antialias: bool = False, gray: bool = False):
         super().__init__()
+        self.gray = gray
         seq: list[nn.Module] = []
-        ch = in_channels
+        ch = 1 if gray else in_channels
         for n in range(layers):
             out = width * min(2**n, 8)
             first = n == 0  # no normalisation on the first layer, as in DCGAN
@@ -157,7 +175,7 @@ class DCGAN(nn.Module):
         self.classifier = nn.Linear(ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x).mean(dim=(2, 3)))
+        return self.classifier(self.features(_luminance(x) if self.gray else x).mean(dim=(2, 3)))
 
 
 def register(registry: Registry) -> None:
