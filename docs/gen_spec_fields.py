@@ -70,7 +70,8 @@ MEANINGS: dict[str, str] = {
     "training.channels_last": "channels-last memory format for the trio and batches",
     "training.compile": "torch.compile the generator and the discriminator",
     "training.sample_every": "steps between sample grids in samples/",
-    "training.log_every": "steps between lines of metrics.jsonl (and TensorBoard)",
+    "training.log_every": "steps between lines of metrics.jsonl (and TensorBoard); only these read the losses "
+    "back from the device",
     "data.content": "content images: a folder, an image file, builtin:NAME, or a list of them",
     "data.style": "style images: a folder, an image file, builtin:NAME, or a list of them",
     "data.crop_scale": "area range of the random resized crop, as a fraction of the image",

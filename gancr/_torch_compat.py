@@ -44,7 +44,8 @@ InstanceNormBase: type[nn.Module] = nn.modules.instancenorm._InstanceNorm
 
 
 def fused_step_unless(optimizer: torch.optim.Optimizer, bad: Tensor) -> None:
-    """``optimizer.step()``, skipped on the device where the 0-dim tensor ``bad`` is true.
+    """``optimizer.step()``, skipped on the device where the 0-dim tensor ``bad`` is true
+    (bool, or a float 1.0 / 0.0: then no conversion is launched).
 
     Only fused optimisers read ``found_inf``; any other would silently step, so they are refused.
     """

@@ -65,8 +65,10 @@ def gancr_on_stage_start(trainer: Trainer, stage: Any, stage_index: int) -> None
 def gancr_on_step_end(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
     """Called after every training step with the global step (1-based) and its metrics.
 
-    ``metrics`` holds every loss, the balancer's weights, the learning rates and the
-    throughput, exactly as written to ``metrics.jsonl``. Use it to add a logger.
+    On the steps that log (every ``training.log_every`` steps, and the last) ``metrics`` holds
+    every loss, the balancer's weights, the learning rates and the throughput, exactly as
+    written to ``metrics.jsonl``; on the others only ``step``, ``stage`` and the learning
+    rates (their losses are not read back from the device). Use it to add a logger.
     """
 
 

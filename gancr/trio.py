@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from gancr.components.base import Balancer, ContentLoss, StyleLoss, pad_to_multiple
+from gancr.components.base import Balancer, ContentLoss, StyleLoss, crop_to, pad_to_multiple
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancr.spec import Spec
@@ -39,7 +39,7 @@ class Generator(nn.Module):
         h, w = x.shape[-2:]
         features = self.encoder(pad_to_multiple(x, self.reduction))
         features = [*features[:-1], self.neck(features[-1])]
-        out = self.decoder(features)[..., :h, :w]
+        out = crop_to(self.decoder(features), h, w)
         if self.residual:
             return (x + 2.0 * out - 1.0).clamp(0.0, 1.0)
         return out
@@ -83,7 +83,7 @@ class ContentNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        return self.decoder(self.encoder(pad_to_multiple(x, self.reduction)))[..., :h, :w]
+        return crop_to(self.decoder(self.encoder(pad_to_multiple(x, self.reduction))), h, w)
 
 
 class Trio(nn.Module):

@@ -43,6 +43,7 @@ TINY_OVERRIDES: tuple[str, ...] = (
     "training.device=cpu",
     "training.precision=fp32",
     "training.tensorboard=false",
+    "training.log_every=1",  # a line of metrics.jsonl per step, for the tests that read them
     "data.load_size=40",
     "model.discriminator.width=8",
     "model.discriminator.layers=2",
@@ -130,6 +131,7 @@ def tiny_spec(content: str | Path, style: str | Path, **sections: Any) -> dict[s
             "tensorboard": False,
             "sample_every": 1000,
             "checkpoint": {"every": 1000, "keep": 3},
+            "log_every": 1,  # every step's metrics (the default, 10, reads the losses back less often)
             "seed": 1,
         },
         "data": {"content": str(content), "style": str(style), "load_size": 40},

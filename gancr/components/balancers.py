@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from gancr.components.base import Balancer
+from gancr.components.base import Balancer, weighted
 from gancr.registry import ComponentParams, Registry
 
 __all__ = ["FixedBalancer", "UncertaintyBalancer", "GradNormBalancer", "ConstraintBalancer", "register"]
@@ -33,7 +33,7 @@ class FixedBalancer(Balancer):
                 last_layer: Tensor | None = None, step: int = 0) -> tuple[Tensor, dict[str, float]]:
         wc = w_c if self.w_c is None else self.w_c
         wg = w_g if self.w_g is None else self.w_g
-        return wc * content + wg * style, {"w_c": float(wc), "w_g": float(wg)}
+        return weighted(wc, content) + weighted(wg, style), {"w_c": float(wc), "w_g": float(wg)}
 
 
 class UncertaintyParams(ComponentParams):

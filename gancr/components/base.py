@@ -22,6 +22,8 @@ __all__ = [
     "output_activation",
     "Tanh01",
     "pad_to_multiple",
+    "crop_to",
+    "weighted",
     "LossContext",
     "ContentLoss",
     "StyleBatch",
@@ -112,6 +114,17 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def crop_to(x: Tensor, h: int, w: int) -> Tensor:
+    """``x[..., :h, :w]``, the inverse of :func:`pad_to_multiple`; ``x`` itself when nothing was padded."""
+    return x if x.shape[-2:] == (h, w) else x[..., :h, :w]
+
+
+def weighted(weight: float, value: Tensor) -> Tensor:
+    """``weight * value``, or ``value`` itself for a weight of 1 (the same numbers, one operator
+    less in the step and one in its backward pass)."""
+    return value if weight == 1 else weight * value
 
 
 def as_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:

@@ -21,6 +21,9 @@ __all__ = ["VanillaGAN", "LSGAN", "HingeGAN", "WGANGP", "R1Penalty", "GramLoss",
 
 
 def _mean(values: list[Tensor]) -> Tensor:
+    """The mean over a discriminator's scales in fp32; one scale's value as it is (the same number)."""
+    if len(values) == 1:
+        return values[0].float()
     return torch.stack([v.float() for v in values]).mean()
 
 

@@ -187,7 +187,7 @@ class TrainingSpec(Section):
     )
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     sample_every: int = Field(100, gt=0)
-    log_every: int = Field(1, gt=0)
+    log_every: int = Field(10, gt=0)
     max_nonfinite_steps: int = Field(
         10, ge=1, description="consecutive skipped (non-finite) steps before the run stops"
     )

@@ -73,19 +73,19 @@ class EMA(nn.Module):
         """Move the average towards ``module``; ``skip`` (a 0-dim bool tensor) leaves it as is."""
         d = self.decay if decay is None else decay
         ema_params = list(self.module.parameters())
-        params = [p.detach() for p in module.parameters()]
+        params = list(module.parameters())  # no detach needed: no autograd in here
         if skip is None:
             foreach_lerp_(ema_params, params, 1.0 - d)
             for eb, b in zip(self.module.buffers(), module.buffers()):
                 eb.copy_(b)
             return
-        weight = (1.0 - d) * (~skip).to(ema_params[0].dtype) if ema_params else None
         if ema_params:
+            weight = torch.where(skip, 0.0, 1.0 - d).to(ema_params[0].dtype)  # (1 - d), or 0 to skip
             steps = foreach_sub(params, ema_params)
             foreach_mul_(steps, weight)
             foreach_add_(ema_params, steps)
         for eb, b in zip(self.module.buffers(), module.buffers()):
-            eb.copy_(torch.where(skip, eb, b))
+            torch.where(skip, eb, b, out=eb)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.module(x)
@@ -112,9 +112,9 @@ class ImagePool:
             if len(self.images) < self.size:
                 self.images.append(image.clone())
                 out.append(image)
-            elif float(torch.rand(())) < 0.5:
+            elif float(torch.rand(())) < 0.5:  # draws on the host: no device sync
                 i = int(torch.randint(0, self.size, ()))
-                out.append(self.images[i].clone())
+                out.append(self.images[i])  # torch.cat copies it; the slot gets a new tensor
                 self.images[i] = image.clone()
             else:
                 out.append(image)

@@ -39,6 +39,7 @@ class RunLog:
             raise write_error(exc, out_dir / "metrics.jsonl") from None
         self.tensorboard: Any = None
         self.tensorboard_missing = False
+        self.shown = ""  # the progress display's losses, until the first step that logs
 
     def stage(self, text: str) -> None:
         """Show the stage on the progress display."""
@@ -68,8 +69,11 @@ class RunLog:
                 self.tensorboard.add_scalar(key, value, int(metrics["step"]))
 
     def advance(self, metrics: dict[str, float], rate: float | None) -> None:
-        """One step more on the progress bar, with its losses and the throughput."""
-        self.bar.update(1, postfix(metrics, rate))
+        """One step more on the progress bar, with the losses of the last step that logged them
+        (``training.log_every``) and the throughput."""
+        if "loss/generator" in metrics:
+            self.shown = postfix(metrics, rate)
+        self.bar.update(1, self.shown)
 
     def close(self) -> None:
         for thing in (self.file, self.bar, self.tensorboard):

@@ -230,7 +230,7 @@ class Trainer(TrainingStep):
         self.total_steps = t.total_steps
         self.stage_ends = list(np.cumsum([s.steps for s in t.stages]))
         self.step = 0
-        self.nonfinite = 0
+        self.nonfinite, self._unread, self._skipped_unlogged = 0, [], 0
         self._stop_requested = False
         self._dataset = dataset
         self._device_augment: Any = None
@@ -348,7 +348,7 @@ class Trainer(TrainingStep):
         rate: float | None = None
         try:
             self._check_step_memory()
-            tick = time.perf_counter()
+            tick, logged = time.perf_counter(), self.step
             for batch in loader:
                 stage_i = self.stage_index(self.step)
                 if stage_i != current_stage:
@@ -361,15 +361,15 @@ class Trainer(TrainingStep):
                 if self._device_augment is not None:
                     x = self.to_device(self._device_augment(x))
                     s = self.to_device(self._device_augment_style(s))
-                metrics = self.train_step(x, s)
-                now = time.perf_counter()
-                step_rate = t.batch_size / max(now - tick, 1e-9)
-                rate = step_rate if rate is None else 0.9 * rate + 0.1 * step_rate
-                tick = now
-                metrics["images_per_s"] = step_rate
-                metrics["time"] = time.time()
+                logs = (self.step + 1) % t.log_every == 0 or self.step + 1 == stop  # only these read losses back
+                metrics = self.train_step(x, s, log=logs)
+                if logs:  # the throughput since the last line (the steps between queue up on a GPU)
+                    now = time.perf_counter()
+                    rate = t.batch_size * (self.step - logged) / max(now - tick, 1e-9)
+                    tick, logged = now, self.step
+                    metrics.update(images_per_s=rate, time=time.time())
                 if main:
-                    if self.step % t.log_every == 0 or self.step == stop:
+                    if logs:
                         log.write(metrics)
                     call_hook("gancr_on_step_end", trainer=self, step=self.step, metrics=metrics)
                     log.advance(metrics, rate)
@@ -377,7 +377,7 @@ class Trainer(TrainingStep):
                         self.save_samples()
                 if self.step % t.checkpoint.every == 0 and self.step < stop:
                     last_ckpt = self.save_checkpoint()
-                if self._should_stop():
+                if (logs or not self.dist.enabled) and self._should_stop():  # across processes: a sync
                     status = "interrupted"
                     break
             if status == "finished" and self.step < self.total_steps:
@@ -466,6 +466,7 @@ class Trainer(TrainingStep):
 
         Under ``torchrun`` rank 0 writes it and every process waits for it (a barrier).
         """
+        self.settle()  # the count of skipped steps it keeps is exact
         directory = self.out_dir / "checkpoints"
         path = checkpoint_path(directory, self.step)
         if self.dist.is_main:
