@@ -8,6 +8,7 @@ import (no torch at module level), since ``gancr --help`` builds every parser.
 - :mod:`~gancr.bench.quality`: the known-target quality benchmark;
 - :mod:`~gancr.bench.speed`: the training step against a hand-written PyTorch reference;
 - :mod:`~gancr.bench.timing`: synchronised timings, operator and FLOP counts (imports torch).
+- :mod:`~gancr.bench.figures`: docs/performance.md's tables from the speed runs' JSON files.
 """
 
 from __future__ import annotations

@@ -5,7 +5,11 @@ on the device: gancr's :class:`~gancr.training.Trainer` step (every loss of the 
 optimiser steps) and a plain-PyTorch step of the same architecture and losses written
 without gancr (``benchmarks/reference_<spec stem>.py``, a ``make_step(device)`` function).
 Warm-up steps are excluded; each figure is the median of repeated timings, with the device
-synchronised (CUDA events on CUDA).
+synchronised (CUDA events on CUDA), and the sides' timings are interleaved: each ratio is
+also given per repeat (median, smallest, largest). gancr's step reads its losses back every
+``training.log_every`` steps, as in training; the hand-written step "with gancr's settings"
+has its precision, memory format, fused optimiser and ``torch.compile`` mode, so compiled and
+CUDA-graph runs have a ratio too.
 
 This module imports no torch until a benchmark runs (``gancr --help`` builds its parser);
 the timing itself is :mod:`gancr.bench.timing`.
@@ -14,8 +18,10 @@ the timing itself is :mod:`gancr.bench.timing`.
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib.util
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -29,7 +35,7 @@ from gancr.text import text_table
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["bench_speed", "find_reference", "format_table", "PEAK_BF16", "add_arguments", "run", "main"]
+__all__ = ["bench_speed", "find_reference", "format_table", "ratio_spread", "command", "PEAK_BF16", "add_arguments", "run", "main"]
 
 #: Dense bf16 peak of known cards, FLOP/s (the fraction of it is reported on CUDA).
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
@@ -72,10 +78,14 @@ def _gancr_step(spec_path: str, device: torch.device, batch: int, size: int, ove
     s = torch.rand(batch, 3, size, size, generator=g).to(device)
     x, s = trainer.to_device(x), trainer.to_device(s)
     first = trainer.step
+    calls = 0
 
     def step() -> Any:
+        nonlocal calls
+        calls += 1
         trainer.step = first  # stay in the timed stage, at a fixed learning rate
-        return trainer.train_step(x, s)
+        # the losses are read back (a host sync) every log_every steps, as in training
+        return trainer.train_step(x, s, log=calls % trainer.spec.training.log_every == 0)
 
     return step, trainer
 
@@ -120,6 +130,7 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
     result: dict[str, Any] = {"spec": str(spec_path), "device": str(dev), "batch": batch, "size": size,
                               "torch": torch.__version__}
     result["device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
+    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []
     g_step, trainer = _gancr_step(spec_path, dev, batch, size, list(overrides or []))
     sides: list[tuple[str, Callable[[], Any]]] = [("gancr", g_step)]
@@ -132,6 +143,7 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
             sides.append(("hand-written, plain", _reference_step(ref_path, dev, batch, size)))
         if "matched" in reference_modes:
             sides.append(("hand-written, gancr's settings", _reference_step(ref_path, dev, batch, size, matched)))
+            result["reference_settings"] = matched
         result["reference"] = str(ref_path)
     # first calls (compilation, autotuning), then warm-up, then interleaved timings, so that
     # a drifting machine (thermal state, other load) weighs on every side alike
@@ -163,9 +175,11 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
     result["rows"] = rows
     result["process_peak_rss_mib"] = process_peak_rss()
     result["ratios"] = {r["name"]: rows[0]["images_per_s"] / r["images_per_s"] for r in rows[1:]}
+    result["ratio_spread"] = {name: ratio_spread(times, timings[0]) for (name, _), times in zip(sides[1:], timings[1:])}
     result["precision"] = trainer.precision
     result["channels_last"] = trainer.channels_last
     result["compile"] = trainer.spec.training.compile
+    result["log_every"] = trainer.spec.training.log_every
     modes = latency_modes or (("fp32", "bf16", "compiled") if dev.type == "cuda" else ("fp32",))
     latencies: dict[str, Any] = {}
     gen = trainer.inference_generator()
@@ -177,6 +191,12 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
                 latencies[f"{s}px {mode}"] = f"failed: {type(exc).__name__}"
     result["inference_ms"] = latencies
     return result
+
+
+def ratio_spread(side_times: list[float], gancr_times: list[float]) -> dict[str, Any]:
+    """gancr / a side in each interleaved repeat (its seconds over gancr's): median, min, max."""
+    ratios = [side / ours for side, ours in zip(side_times, gancr_times)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "per_repeat": ratios}
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -196,7 +216,11 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"peak memory: the CPU has no per-step counter; the whole process peaked at "
                      f"{result['process_peak_rss_mib']:.0f} MiB RSS")
     for name, ratio in result.get("ratios", {}).items():
-        lines.append(f"gancr / {name}: {ratio:.3f}x")
+        spread = result.get("ratio_spread", {}).get(name)
+        per_repeat = "" if spread is None else (
+            f"; per repeat: median {spread['median']:.3f}x, min {spread['min']:.3f}x, max {spread['max']:.3f}x "
+            f"over {len(spread['per_repeat'])}")
+        lines.append(f"gancr / {name}: {ratio:.3f}x{per_repeat}")
     for r in result["rows"]:
         if "fraction_of_bf16_peak" in r:
             lines.append(f"{r['name']}: {100 * r['fraction_of_bf16_peak']:.1f}% of the card's bf16 peak")
@@ -222,10 +246,26 @@ def run(args: Any) -> int:
                          latency_modes=tuple(m.strip() for m in args.latency_modes.split(",") if m.strip())
                          if args.latency_modes else None,
                          reference_modes=tuple(m.strip() for m in args.reference_modes.split(",") if m.strip()))
+    result["command"] = command(args)
     print(format_table(result))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2, default=str) + "\n")
     return 0
+
+
+def command(args: Any) -> str:
+    """The ``gancr bench speed`` command line of ``args`` (without ``--json``), to repeat a run."""
+    parts = ["gancr", "bench", "speed", "--spec", str(args.spec), "--device", args.device, "--batch", str(args.batch),
+             "--size", str(args.size)]
+    if args.reference:
+        parts += ["--reference", str(args.reference)]
+    for override in args.overrides:
+        parts += ["--set", override]
+    parts += ["--warmup", str(args.warmup), "--repeats", str(args.repeats), "--steps", str(args.steps),
+              "--reference-modes", args.reference_modes, "--latency-sizes", args.latency_sizes]
+    if args.latency_modes:
+        parts += ["--latency-modes", args.latency_modes]
+    return shlex.join(parts)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -244,7 +284,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated among fp32, bf16, compiled (default: all three on CUDA, fp32 on the CPU)")
     p.add_argument("--reference-modes", default="plain,matched",
                    help="hand-written variants: plain (fp32 eager, default optimiser) and/or matched "
-                        "(gancr's precision, channels_last, compile and optimiser)")
+                        "(gancr's precision, channels_last, torch.compile mode and fused optimiser)")
     output_argument(p, "--json", default=None, help="also write the figures to this file")
 
 
