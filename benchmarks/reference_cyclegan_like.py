@@ -71,16 +71,18 @@ class ImagePool:
         self.size, self.images = size, []
 
     def query(self, fakes):
+        # kept images are copies: a compiled generator's output (CUDA graphs) is overwritten
+        # by its next call
         out = []
         for image in fakes.detach():
             image = image.unsqueeze(0)
             if len(self.images) < self.size:
-                self.images.append(image)
+                self.images.append(image.clone())
                 out.append(image)
             elif random.random() < 0.5:
                 i = random.randrange(self.size)
-                out.append(self.images[i].clone())
-                self.images[i] = image
+                out.append(self.images[i])  # torch.cat copies it; the slot gets a new tensor
+                self.images[i] = image.clone()
             else:
                 out.append(image)
         return torch.cat(out, 0)
