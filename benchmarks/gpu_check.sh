@@ -70,11 +70,11 @@ for part in $PARTS; do
     run timeout 110 "$PYTHON" -m pytest -q -m cuda tests/test_cuda.py -k "not compiled" -p no:cacheprovider 2>&1 | tail -n 8
     ;;
   eager)  # plain and same-settings hand-written steps; the quality specs (quickstart, painting)
-    bench cyclegan_b16 60 --spec $CG --batch $B16 --size $S --latency-sizes 512,1024 --latency-modes fp32,bf16
-    bench cyclegan_b1 40 --spec $CG --batch $B1 --size $S --latency-sizes ""
-    bench quickstart_b16 40 --spec $QS --batch $B16 --size $S --latency-sizes ""
+    bench cyclegan_b16 75 --spec $CG --batch $B16 --size $S --latency-sizes 512,1024 --latency-modes fp32,bf16
+    bench cyclegan_b1 35 --spec $CG --batch $B1 --size $S --latency-sizes ""
+    bench quickstart_b16 35 --spec $QS --batch $B16 --size $S --latency-sizes ""
     if [ -f examples/painting.yaml ]; then
-      bench painting_b16 40 --spec examples/painting.yaml --batch $B16 --size $S --latency-sizes ""
+      bench painting_b16 35 --spec examples/painting.yaml --batch $B16 --size $S --latency-sizes ""
     fi
     ;;
   compiled)  # against the hand-written step compiled in the same mode
