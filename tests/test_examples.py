@@ -8,6 +8,7 @@ new example cannot go untested.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -24,16 +25,28 @@ from gancr.inference import load_content_net, load_generator
 from trainkit import (
     EXAMPLES,
     SHRINK,
-    TINY_OVERRIDES,
     builtin_cache_dir,  # noqa: F401 - fixture
     generator_tensors,
     read_metrics,
     run_gancr,
+    shrink_overrides,
     subprocess_env,
+    write_folder,
+    write_image,
 )
 
 def _sets(overrides: list[str]) -> list[str]:
     return [arg for item in overrides for arg in ("--set", item)]
+
+
+@pytest.fixture
+def users_files(tmp_path, monkeypatch):
+    """Run where a user's files are: painting.yaml trains on `photos/` and `painting.jpg` (relative
+    to where gancr runs), which a user has and a clone does not."""
+    write_folder(tmp_path / "photos", 3, seed=20)
+    write_image(tmp_path / "painting.jpg", 56, 44, seed=30, flat=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def test_every_example_is_run():
@@ -43,20 +56,20 @@ def test_every_example_is_run():
 
 
 @pytest.mark.parametrize("name", sorted(SHRINK))
-def test_example_validates_at_full_size(name, capsys):
+def test_example_validates_at_full_size(name, capsys, users_files):
     offline = ["--set", "losses.content.0.encoder.pretrained=false"] if name == "perceptual_content.yaml" else []
     assert main(["validate", str(EXAMPLES / name), *offline]) == 0  # nothing downloads in tests
     assert capsys.readouterr().out.startswith(f"{EXAMPLES / name}: valid.")
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(SHRINK) if n != "quickstart.yaml"])
-def test_example_trains_a_few_steps(name, tmp_path, capsys, monkeypatch, builtin_cache_dir):
+def test_example_trains_a_few_steps(name, tmp_path, capsys, monkeypatch, builtin_cache_dir, users_files):
     monkeypatch.setenv("GANCR_CACHE_DIR", str(builtin_cache_dir))
     out = tmp_path / "run"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*randomly initialised encoder")
         code = main(["train", str(EXAMPLES / name), "--out", str(out), "-q",
-                     *_sets([*TINY_OVERRIDES, *SHRINK[name]])])
+                     *_sets(shrink_overrides(name))])
     printed, err = capsys.readouterr()
     assert code == 0, err
     spec = yaml.safe_load((out / "spec.yaml").read_text())
@@ -94,7 +107,7 @@ def test_quickstart_runs_and_says_where_to_look(tmp_path, builtin_cache_dir, mon
     out = tmp_path / "quick"
     result = run_gancr(
         "train", str(EXAMPLES / "quickstart.yaml"), "--out", str(out), "--max-steps", "3", "-q",
-        *_sets([*TINY_OVERRIDES, *SHRINK["quickstart.yaml"]]),
+        *_sets(shrink_overrides("quickstart.yaml")),
         env=subprocess_env(GANCR_CACHE_DIR=str(builtin_cache_dir)),
     )
     assert result.returncode == 0, result.stderr
@@ -152,3 +165,36 @@ def test_the_timm_example_local_weights_recipe_works(tmp_path):
         encoder = build_component("encoder", {"name": "timm", "model_name": "resnet18", "weights": str(path)})
         assert encoder.pretrained
         assert torch.equal(encoder.model.conv1.weight, reference.conv1.weight)
+
+
+def test_the_painting_figure_script_runs_on_a_painting_run(users_files):
+    """docs/make_painting_figure.py, which makes docs/painting.md's figure and table, on a tiny
+    painting.yaml run: the painting and each input | output pair, the numbers of the run and of
+    doing nothing (the identity keeps every photograph exactly)."""
+    run = users_files / "runs" / "painting"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*randomly initialised encoder")
+        assert main(["train", str(EXAMPLES / "painting.yaml"), "--out", str(run), "-q",
+                     *_sets(shrink_overrides("painting.yaml"))]) == 0
+    photos = sorted((users_files / "photos").iterdir())[:2]  # 40 x 48 each; the painting is 56 x 44
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES.parent / "docs" / "make_painting_figure.py"), "--checkpoint", str(run),
+         "--painting", "painting.jpg", *[a for p in photos for a in ("--photo", str(p))],
+         "--max-size", "44", "--height", "30", "--out", "figure.png", "--json", "numbers.json"],
+        env=subprocess_env(), cwd=users_files, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    with Image.open(users_files / "figure.png") as figure:
+        # a row per photograph: 18 px of labels over panels 30 px high, 6 px apart; the painting
+        # (24 px wide at that height) left of the first row, then input and output (36 px wide)
+        assert figure.size == (24 + 2 * (36 + 6), 2 * (18 + 30) + 6)
+    numbers = json.loads((users_files / "numbers.json").read_text())
+    assert list(numbers["identity"]["per_photo"]) == [p.stem for p in photos]
+    for values in numbers["identity"]["per_photo"].values():
+        assert values == {"ssim_luminance": 1.0, "edge_f1": 1.0}
+    assert numbers["identity"]["set"]["content/chroma_noise"] == 1.0
+    for key in ("style/lab_histogram_distance", "style/gram_distance", "content/chroma_noise", "style/chroma_noise"):
+        assert numbers["run"]["set"][key] >= 0 and numbers["identity"]["set"][key] >= 0
+    for values in numbers["run"]["per_photo"].values():
+        assert -1 <= values["ssim_luminance"] <= 1 + 1e-6 and 0 <= values["edge_f1"] <= 1  # float32 rounding
+    assert "| identity (the photographs) |" in result.stdout and f"| {photos[0].stem} |" in result.stdout

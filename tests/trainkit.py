@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,8 @@ TINY_OVERRIDES: tuple[str, ...] = (
 )
 
 
-#: Per example: the overrides (besides TINY_OVERRIDES) that make it a run of a few steps.
+#: Per example: the overrides (besides TINY_OVERRIDES) that make it a run of a few steps
+#: (:func:`shrink_overrides` gives both).
 SHRINK: dict[str, list[str]] = {
     "quickstart.yaml": [
         "model.generator.encoder.widths=[8, 16]",
@@ -102,7 +104,23 @@ SHRINK: dict[str, list[str]] = {
         "training.stages.0.steps=1",
         "training.stages.1.steps=1",
     ],
+    "painting.yaml": [  # its photos/ and painting.jpg are the user's: the tests make them
+        "model.generator.encoder.widths=[8, 16]",
+        "model.content_net.encoder.widths=[8, 16]",
+        "training.stages.0.steps=1",
+        "training.stages.1.steps=2",
+    ],
 }
+
+
+def shrink_overrides(name: str) -> list[str]:
+    """The ``--set`` items that make example ``name`` a tiny run: :data:`TINY_OVERRIDES`, then
+    ``SHRINK[name]``. A discriminator that wraps another (``diffaug``'s ``inner``) gets the
+    tiny sizes on the one it wraps."""
+    spec = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8")) or {}
+    wraps = "inner" in ((spec.get("model") or {}).get("discriminator") or {})
+    tiny = [o.replace("model.discriminator.", "model.discriminator.inner.", 1) if wraps else o for o in TINY_OVERRIDES]
+    return [*tiny, *SHRINK[name]]
 
 
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
