@@ -10,6 +10,7 @@ import pytest
 from gancr import bench
 from gancr.bench.quality import _scale_stages, prepare_spec
 from gancr.cli import build_parser, main
+from gancr.spec import load_spec
 
 
 def test_stages_are_scaled_to_the_steps():
@@ -29,7 +30,11 @@ def test_specs_get_the_same_settings_and_the_baseline_is_shrunk():
         assert sum(s["steps"] for s in t["stages"]) == 100
         assert (t["image_size"], t["batch_size"], t["seed"]) == (48, 2, 0)
     assert gancr_spec["data"] == base["data"]
-    assert gancr_spec["data"]["load_size"] == 96
+    # crops at the evaluation's scale: 15-25 % of a 2.5 x size image; the quickstart's own data at 64 px
+    assert (gancr_spec["data"]["load_size"], gancr_spec["data"]["crop_scale"]) == (120, [0.15, 0.25])
+    own = load_spec("examples/quickstart.yaml").data
+    at_64, _ = prepare_spec("examples/quickstart.yaml", steps=100, size=64)
+    assert (at_64["data"]["load_size"], tuple(at_64["data"]["crop_scale"])) == (own.load_size, tuple(own.crop_scale))
     # the ResNet-9 baseline is divided by 4 to the quickstart's width; depth is kept
     assert base["model"]["generator"]["encoder"]["widths"] == [16, 32, 64]
     assert base["model"]["generator"]["neck"]["blocks"] == 9
