@@ -41,7 +41,7 @@ SET_METRICS = (
 )
 
 
-def score(generator: torch.nn.Module, photos: list[Path], painting: Path, max_size: int) -> dict:
+def score(generator: torch.nn.Module, photos: list[Path], painting: Path, max_size: int, feature_size: int) -> dict:
     """The outputs and their scores: per photograph luminance SSIM and edge F1, and the set metrics."""
     outputs, per_photo = {}, {}
     for path in photos:
@@ -50,7 +50,8 @@ def score(generator: torch.nn.Module, photos: list[Path], painting: Path, max_si
         outputs[path.stem] = (x[0], y[0])
         luminance = [gray(t).expand(-1, 3, -1, -1) for t in (x, y)]  # ssim takes RGB: three equal channels
         per_photo[path.stem] = {"ssim_luminance": float(ssim(*luminance)), "edge_f1": float(edge_f1(x, y))}
-    result = evaluate(generator, [str(p) for p in photos], str(painting), max_size=max_size, kid_subsets=10)
+    result = evaluate(generator, [str(p) for p in photos], str(painting), max_size=max_size,
+                      feature_size=feature_size, kid_subsets=10)
     metrics = {key: result["metrics"][key]["value"] for key, _ in SET_METRICS}
     metrics["style/chroma_noise"] = result["metrics"]["style/chroma_noise"]["value"]
     return {"outputs": outputs, "per_photo": per_photo, "set": metrics,
@@ -100,13 +101,15 @@ def main() -> None:
     parser.add_argument("--painting", required=True, help="the painting the run was trained on")
     parser.add_argument("--photo", action="append", required=True, help="a photograph (repeatable)")
     parser.add_argument("--max-size", type=int, default=256, help="longer side of the evaluation images")
+    parser.add_argument("--feature-size", type=int, default=224,
+                        help="side of the views of the Gram features, as gancr eval's (default: %(default)s)")
     parser.add_argument("--height", type=int, default=240, help="panel height of the figure in pixels")
     parser.add_argument("--out", default=str(HERE / "images" / "painting_pairs.png"))
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args()
     photos, painting = [Path(p) for p in args.photo], Path(args.painting)
-    run = score(load_generator(args.checkpoint), photos, painting, args.max_size)
-    identity = score(torch.nn.Identity(), photos, painting, args.max_size)
+    run = score(load_generator(args.checkpoint), photos, painting, args.max_size, args.feature_size)
+    identity = score(torch.nn.Identity(), photos, painting, args.max_size, args.feature_size)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure(painting, run["outputs"], args.height).save(out)

@@ -180,7 +180,7 @@ def test_the_painting_figure_script_runs_on_a_painting_run(users_files):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES.parent / "docs" / "make_painting_figure.py"), "--checkpoint", str(run),
          "--painting", "painting.jpg", *[a for p in photos for a in ("--photo", str(p))],
-         "--max-size", "44", "--height", "30", "--out", "figure.png", "--json", "numbers.json"],
+         "--max-size", "44", "--feature-size", "32", "--height", "30", "--out", "figure.png", "--json", "numbers.json"],
         env=subprocess_env(), cwd=users_files, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stderr
