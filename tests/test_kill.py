@@ -32,6 +32,7 @@ from gancr.training import Trainer
 
 from faultkit import temporary_files
 from trainkit import (
+    GancrForks,
     assert_same_tensors,
     gancr_command,
     generator_tensors,
@@ -109,39 +110,44 @@ def test_twenty_sigkills_then_resume_equal_a_straight_run(tmp_path, image_dirs, 
     spec_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
     run = tmp_path / "run"
     rng = random.Random(SEED)
-    command = [*gancr_command(), "train", str(spec_file), "--out", str(run), "--quiet"]
+    train = ["train", str(spec_file), "--out", str(run), "--quiet"]
     checkpoint_bytes = None
     kinds = []
-    for i in range(KILLS):
-        env = subprocess_env(PYTHONPATH=str(killer), GANCR_TEST_STEP_SLEEP="0.02")
-        during_write = i % 2 == 1 and checkpoint_bytes is not None
-        if during_write:  # somewhere in the next two and a half checkpoints' bytes
-            env["GANCR_TEST_KILL_AT_BYTE"] = str(rng.randrange(int(2.5 * checkpoint_bytes)))
-        before = _newest(run)
-        proc = subprocess.Popen([*command, *(["--resume"] if before else [])], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if not during_write:
-            deadline = time.monotonic() + 120
-            while _newest(run) <= before and proc.poll() is None:
-                assert time.monotonic() < deadline, "no new checkpoint in time"
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.25))
-            proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == -signal.SIGKILL, f"kill {i}: the run ended on its own ({proc.returncode}): {err}"
-        if during_write:  # it died inside a write: the half-written temporary file is there, never loaded
-            cut = temporary_files(run)
-            assert cut, f"kill {i}: no write was cut short"
-            kinds.append("checkpoint write" if any(".pt." in p.name for p in cut) else "other write")
-        else:
-            kinds.append("time")
-        _every_checkpoint_loads(run)
-        if checkpoint_bytes is None and list_checkpoints(run / "checkpoints"):
-            checkpoint_bytes = list_checkpoints(run / "checkpoints")[-1][1].stat().st_size
+    # each killed run is a process forked from one that has imported torch (not 20 imports of torch)
+    forks = GancrForks(subprocess_env(PYTHONPATH=str(killer), GANCR_TEST_STEP_SLEEP="0.02"))
+    try:
+        for i in range(KILLS):
+            env = {}
+            during_write = i % 2 == 1 and checkpoint_bytes is not None
+            if during_write:  # somewhere in the next two and a half checkpoints' bytes
+                env["GANCR_TEST_KILL_AT_BYTE"] = str(rng.randrange(int(2.5 * checkpoint_bytes)))
+            before = _newest(run)
+            proc = forks.start(*train, *(["--resume"] if before else []),
+                               log=tmp_path / f"kill{i}.log", **env)
+            if not during_write:
+                deadline = time.monotonic() + 120
+                while _newest(run) <= before and proc.poll() is None:
+                    assert time.monotonic() < deadline, "no new checkpoint in time"
+                    time.sleep(0.005)
+                time.sleep(rng.uniform(0.0, 0.25))
+                proc.kill(signal.SIGKILL)
+            code = proc.wait(timeout=120)
+            assert code == -signal.SIGKILL, f"kill {i}: the run ended on its own ({code}): {proc.log.read_text()}"
+            if during_write:  # it died inside a write: the half-written temporary file is there, never loaded
+                cut = temporary_files(run)
+                assert cut, f"kill {i}: no write was cut short"
+                kinds.append("checkpoint write" if any(".pt." in p.name for p in cut) else "other write")
+            else:
+                kinds.append("time")
+            _every_checkpoint_loads(run)
+            if checkpoint_bytes is None and list_checkpoints(run / "checkpoints"):
+                checkpoint_bytes = list_checkpoints(run / "checkpoints")[-1][1].stat().st_size
+    finally:
+        forks.close()
     assert kinds.count("checkpoint write") >= 5, kinds
     assert not (run / "generator.safetensors").exists(), "the run finished before the last kill"
 
-    resumed = subprocess.run([*command, "--resume"], env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*gancr_command(), *train, "--resume"], env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     total = sum(STEPS)
     assert [m["step"] for m in read_metrics(run)] == list(range(1, total + 1))

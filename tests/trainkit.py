@@ -282,3 +282,103 @@ def run_gancr(*args: str, env: Mapping[str, str] | None = None, timeout: float =
         [*gancr_command(), *args], env=dict(env or subprocess_env()), cwd=cwd or REPO,
         capture_output=True, text=True, timeout=timeout,
     )
+
+
+# ----------------------------------------------------------------------------------------
+# many short-lived commands: forked from a process that has imported torch
+# ----------------------------------------------------------------------------------------
+
+#: Imports what every ``gancr train`` imports before its first step (torch, and torch._dynamo,
+#: which torch's optimisers import when the first one is made: about 5 s of each start here),
+#: then, for each line it reads (a JSON job), forks a child that runs ``gancr.cli.main`` (what
+#: the console script runs), prints the child's pid, waits for it and prints its exit status.
+#: Plugins are not loaded here: each child loads them, with its own environment.
+_FORK_SERVER = r"""
+import json, os, sys
+import torch, torch._dynamo
+import gancr.cli, gancr.training
+from gancr import plugins
+assert plugins.snapshot()[0] is None, "the fork server must not load plugins"
+
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:  # the child: a new process, as if the command had been started
+        os.environ.update(job["env"])
+        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1), os.dup2(log, 2)
+        sys.exit(gancr.cli.main(job["argv"]))  # leaves the loop and exits as any interpreter does
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+class ForkedCommand:
+    """One ``gancr`` command of a :class:`GancrForks`: ``pid``, ``poll()``, ``wait()``, ``kill()``."""
+
+    def __init__(self, server: GancrForks, pid: int, log: Path):
+        self.server, self.pid, self.log = server, pid, log
+        self.returncode: int | None = None
+
+    def poll(self, timeout: float = 0.0) -> int | None:
+        if self.returncode is None:
+            line = self.server.read_line(timeout)
+            if line is not None:
+                self.returncode = int(line)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        code = self.poll(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(f"gancr (pid {self.pid})", timeout)
+        return code
+
+    def kill(self, signum: int = 9) -> None:
+        if self.poll() is None:  # still running (so the pid is still its own)
+            os.kill(self.pid, signum)
+
+
+class GancrForks:
+    """Runs ``gancr`` commands one at a time, each in a process forked from a server that has
+    imported torch (:data:`_FORK_SERVER`), so that a test that starts twenty short runs does not
+    import torch twenty times. The children are real processes: they can be killed at any moment
+    and leave what a killed ``gancr`` leaves. ``env`` is the server's environment (a plugin
+    package's folder in ``PYTHONPATH`` must be given here); each command may add variables."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-c", _FORK_SERVER], env=dict(env), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, bufsize=0)
+        self._buffer = b""
+
+    def start(self, *args: str, log: Path, **env: str) -> ForkedCommand:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"argv": list(args), "env": env, "log": str(log)}).encode() + b"\n")
+        line = self.read_line(timeout=300)
+        assert line is not None, "the fork server did not start a command in time"
+        return ForkedCommand(self, int(line), log)
+
+    def read_line(self, timeout: float) -> str | None:
+        """The server's next line, or None if none came within ``timeout`` seconds."""
+        import select
+
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            if not select.select([fd], [], [], timeout)[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"the fork server exited ({self.proc.wait()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def close(self) -> None:
+        """End the server once its command (if any) has ended."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
