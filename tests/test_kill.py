@@ -13,6 +13,11 @@ The moments are drawn from a seeded generator, two kinds in turn:
 After every kill each checkpoint file in the run loads (a write is never seen half done) and
 the run folder's lock is free again; ``--resume`` then continues. At the end the metrics have
 every step once, no temporary file is left, and the generator equals the straight run's.
+
+The killed runs are processes forked from one that has imported torch
+(:class:`trainkit.GancrForks`): importing it took most of each start, twenty times. Each runs
+``gancr.cli.main`` as the console script does and dies as any process does; the last resume
+is the installed ``gancr`` command itself.
 """
 
 from __future__ import annotations
