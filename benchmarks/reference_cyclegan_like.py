@@ -89,15 +89,18 @@ class ImagePool:
 
 
 def make_step(device: torch.device, *, precision: str = "fp32", channels_last: bool = False,
-              compile: bool | str = False, optimizer: dict | None = None, lambda_l1: float = 10.0):
+              compile: bool | str = False, optimizer: dict | None = None, lambda_l1: float = 10.0,
+              width: int = 64):
     """A ``step(x, s)`` closure that trains G and D once on content ``x`` and style ``s``.
 
     ``precision`` (fp32 or bf16 autocast), ``channels_last``, ``compile`` and optimiser
     options (e.g. ``{"fused": True}``) are what a careful user would add by hand; the
-    defaults are the plain step.
+    defaults are the plain step. ``width`` is the first layer's of G and D (CycleGAN's 64;
+    the generator's encoder widths are ``[width, 2 * width, 4 * width]``): the same layers
+    and operators at any width, so tests count operators at a small one.
     """
-    G = ResnetGenerator().to(device)
-    D = PatchDiscriminator().to(device)
+    G = ResnetGenerator(width).to(device)
+    D = PatchDiscriminator(width).to(device)
     if channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), **(optimizer or {}))
