@@ -128,16 +128,16 @@ def test_twenty_sigkills_then_resume_equal_a_straight_run(tmp_path, image_dirs, 
                 env["GANCR_TEST_KILL_AT_BYTE"] = str(rng.randrange(int(2.5 * checkpoint_bytes)))
             before = _newest(run)
             proc = forks.start(*train, *(["--resume"] if before else []),
-                               log=tmp_path / f"kill{i}.log", **env)
+                               stdout=tmp_path / f"kill{i}.log", **env)
             if not during_write:
                 deadline = time.monotonic() + 120
                 while _newest(run) <= before and proc.poll() is None:
                     assert time.monotonic() < deadline, "no new checkpoint in time"
                     time.sleep(0.005)
                 time.sleep(rng.uniform(0.0, 0.25))
-                proc.kill(signal.SIGKILL)
+                proc.kill()
             code = proc.wait(timeout=120)
-            assert code == -signal.SIGKILL, f"kill {i}: the run ended on its own ({code}): {proc.log.read_text()}"
+            assert code == -signal.SIGKILL, f"kill {i}: the run ended on its own ({code}): {proc.output()[1]}"
             if during_write:  # it died inside a write: the half-written temporary file is there, never loaded
                 cut = temporary_files(run)
                 assert cut, f"kill {i}: no write was cut short"

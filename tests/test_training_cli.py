@@ -5,14 +5,18 @@ for bit; SIGKILL at any moment leaves loadable checkpoints and a run that resume
 A plugin package installed for the test (an entry point of group ``gancr``) sleeps in
 ``gancr_on_step_end`` for ``GANCR_TEST_STEP_SLEEP`` seconds, so a subprocess is reliably
 still training when the test signals it, without burning CPU.
+
+The subprocesses are forked from one that has imported torch (:class:`trainkit.GancrForks`,
+one for the module): each runs ``gancr.cli.main`` as the console script does, and receives its
+signals as any process does; the torch import was most of each start.
 """
 
 from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +26,14 @@ import yaml
 from gancr.training import Trainer
 from gancr.runs import list_checkpoints, load_checkpoint
 
+from conftest import EntryPointPlugins
 from trainkit import (
+    ForkedCommand,
+    GancrForks,
     assert_same_tensors,
-    gancr_command,
     generator_tensors,
     image_dirs,  # noqa: F401 - fixture
     read_metrics,
-    run_gancr,
     subprocess_env,
     tiny_spec,
 )
@@ -65,34 +70,45 @@ def _resume_spec(image_dirs) -> dict:
     })
 
 
-def test_max_steps_then_resume_matches_a_straight_run(tmp_path, image_dirs):
+@pytest.fixture(scope="module")
+def gancr(tmp_path_factory) -> Iterator[GancrForks]:
+    """Runs ``gancr`` commands in subprocesses that see an installed plugin package that
+    sleeps ``GANCR_TEST_STEP_SLEEP`` seconds after every step (0 unless a command sets it)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        site = EntryPointPlugins(tmp_path_factory.mktemp("site"), monkeypatch)
+        site.add("gancr_test_slow_steps", SLOW_STEPS)
+        server = GancrForks(subprocess_env(PYTHONPATH=str(site.root)))
+        try:
+            yield server
+        finally:
+            server.close()
+            site.cleanup()
+
+
+def _train(gancr: GancrForks, tmp_path: Path, name: str, *args: str | Path, **env: str) -> ForkedCommand:
+    """``gancr train ARGS --quiet`` started, its output in ``tmp_path/name.out`` and ``.err``."""
+    return gancr.start("train", *args, "--quiet", stdout=tmp_path / f"{name}.out", stderr=tmp_path / f"{name}.err",
+                       **env)
+
+
+def test_max_steps_then_resume_matches_a_straight_run(tmp_path, image_dirs, gancr):
     spec = _spec_file(tmp_path, _resume_spec(image_dirs))
-    env = subprocess_env()
     a, b = tmp_path / "a", tmp_path / "b"
-    # the first half and the straight run side by side
-    first = subprocess.Popen([*gancr_command(), "train", str(spec), "--out", str(a), "--max-steps", "3", "--quiet"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    straight = run_gancr("train", str(spec), "--out", str(b), "--quiet", env=env)
-    out, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err
-    assert straight.returncode == 0, straight.stderr
+    first = _train(gancr, tmp_path, "first", spec, "--out", a, "--max-steps", "3")
+    assert first.wait(timeout=120) == 0, first.output()[1]
+    straight = _train(gancr, tmp_path, "straight", spec, "--out", b)
+    assert straight.wait(timeout=120) == 0, straight.output()[1]
+    out = first.output()[0]
     assert "stopped at step 3 of 6 (--max-steps)" in out and "--resume" in out
     assert not (a / "generator.safetensors").exists()
     assert [s for s, _ in list_checkpoints(a / "checkpoints")] == [2, 3]
 
-    resumed = run_gancr("train", str(spec), "--out", str(a), "--resume", "--quiet", env=env)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {a / 'checkpoints' / 'step_0000003.pt'} (step 3)" in resumed.stdout
+    resumed = _train(gancr, tmp_path, "resumed", spec, "--out", a, "--resume")
+    assert resumed.wait(timeout=120) == 0, resumed.output()[1]
+    assert f"resuming from {a / 'checkpoints' / 'step_0000003.pt'} (step 3)" in resumed.output()[0]
     assert_same_tensors(generator_tensors(a / "generator.safetensors"), generator_tensors(b / "generator.safetensors"))
     strip = lambda m: {k: v for k, v in m.items() if k not in ("time", "images_per_s")}  # noqa: E731
     assert [strip(m) for m in read_metrics(a)] == [strip(m) for m in read_metrics(b)]
-
-
-@pytest.fixture
-def slow_steps(entry_point_plugins) -> Path:
-    """The root of an installed plugin package that sleeps after every step."""
-    entry_point_plugins.add("gancr_test_slow_steps", SLOW_STEPS)
-    return entry_point_plugins.root
 
 
 def _long_spec(tmp_path: Path, image_dirs) -> Path:
@@ -102,15 +118,12 @@ def _long_spec(tmp_path: Path, image_dirs) -> Path:
     }))
 
 
-def _start(spec: Path, run: Path, env: dict, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
-    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with open(out, "w") as o, open(err, "w") as e:
-        proc = subprocess.Popen([*gancr_command(), "train", str(spec), "--out", str(run), "--quiet"],
-                                env=env, stdout=o, stderr=e)
-    return proc, out, err
+def _start(gancr: GancrForks, spec: Path, run: Path, tmp_path: Path) -> tuple[ForkedCommand, Path, Path]:
+    proc = _train(gancr, tmp_path, "slow", spec, "--out", run, GANCR_TEST_STEP_SLEEP="0.1")
+    return proc, proc.stdout, proc.stderr
 
 
-def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, err: Path, timeout: float = 120) -> None:
+def _wait_for_checkpoint(proc: ForkedCommand, run: Path, err: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not list_checkpoints(run / "checkpoints"):
         if proc.poll() is not None:
@@ -122,10 +135,9 @@ def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, err: Path, timeout: 
     assert proc.poll() is None, "the run must still be training when it is signalled"
 
 
-def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image_dirs, slow_steps):
+def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image_dirs, gancr):
     spec, run = _long_spec(tmp_path, image_dirs), tmp_path / "run"
-    env = subprocess_env(PYTHONPATH=str(slow_steps), GANCR_TEST_STEP_SLEEP="0.1")
-    proc, _, err = _start(spec, run, env, tmp_path)
+    proc, _, err = _start(gancr, spec, run, tmp_path)
     _wait_for_checkpoint(proc, run, err)
     time.sleep(0.15)  # somewhere in a later step
     proc.send_signal(signal.SIGKILL)
@@ -136,9 +148,9 @@ def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image
     for step, path in found:
         assert load_checkpoint(path)["step"] == step
 
-    resumed = run_gancr("train", str(spec), "--out", str(run), "--resume", "--quiet", env=subprocess_env())
-    assert resumed.returncode == 0, resumed.stderr
-    assert re.search(r"resuming from .*step_\d+\.pt \(step \d+\)", resumed.stdout)
+    resumed = _train(gancr, tmp_path, "resumed", spec, "--out", run, "--resume")
+    assert resumed.wait(timeout=120) == 0, resumed.output()[1]
+    assert re.search(r"resuming from .*step_\d+\.pt \(step \d+\)", resumed.output()[0])
     assert [m["step"] for m in read_metrics(run)] == list(range(1, 21))
     # and the result is the straight run's, bit for bit (on one thread, as the subprocesses)
     threads = torch.get_num_threads()
@@ -153,12 +165,10 @@ def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path, image_dirs, slow_steps, signum,
-                                                                        status):
+def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path, image_dirs, gancr, signum, status):
     """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP all stop after the step, with a checkpoint."""
     spec, run = _long_spec(tmp_path, image_dirs), tmp_path / "run"
-    env = subprocess_env(PYTHONPATH=str(slow_steps), GANCR_TEST_STEP_SLEEP="0.1")
-    proc, out, err = _start(spec, run, env, tmp_path)
+    proc, out, err = _start(gancr, spec, run, tmp_path)
     _wait_for_checkpoint(proc, run, err)
     time.sleep(0.05)
     proc.send_signal(signum)
@@ -176,8 +186,8 @@ def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path
     if signum != signal.SIGINT:
         return  # the resume that follows is the same for every signal: once is enough
 
-    resumed = run_gancr("train", str(spec), "--out", str(run), "--resume", "--quiet", env=subprocess_env())
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {path} (step {step})" in resumed.stdout
+    resumed = _train(gancr, tmp_path, "resumed", spec, "--out", run, "--resume")
+    assert resumed.wait(timeout=120) == 0, resumed.output()[1]
+    assert f"resuming from {path} (step {step})" in resumed.output()[0]
     assert [m["step"] for m in read_metrics(run)] == list(range(1, 21))
     assert (run / "generator.safetensors").is_file()

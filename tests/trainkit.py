@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -305,8 +306,8 @@ for line in sys.stdin:
     pid = os.fork()
     if pid == 0:  # the child: a new process, as if the command had been started
         os.environ.update(job["env"])
-        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(log, 1), os.dup2(log, 2)
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            os.dup2(os.open(job[name], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), fd)
         sys.exit(gancr.cli.main(job["argv"]))  # leaves the loop and exits as any interpreter does
     print(pid, flush=True)
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
@@ -314,10 +315,12 @@ for line in sys.stdin:
 
 
 class ForkedCommand:
-    """One ``gancr`` command of a :class:`GancrForks`: ``pid``, ``poll()``, ``wait()``, ``kill()``."""
+    """One ``gancr`` command of a :class:`GancrForks`, used as a :class:`subprocess.Popen`:
+    ``pid``, ``returncode``, ``poll()``, ``wait()``, ``send_signal()``, ``kill()``; its output is
+    in the files ``stdout`` and ``stderr``."""
 
-    def __init__(self, server: GancrForks, pid: int, log: Path):
-        self.server, self.pid, self.log = server, pid, log
+    def __init__(self, server: GancrForks, pid: int, stdout: Path, stderr: Path):
+        self.server, self.pid, self.stdout, self.stderr = server, pid, stdout, stderr
         self.returncode: int | None = None
 
     def poll(self, timeout: float = 0.0) -> int | None:
@@ -333,9 +336,15 @@ class ForkedCommand:
             raise subprocess.TimeoutExpired(f"gancr (pid {self.pid})", timeout)
         return code
 
-    def kill(self, signum: int = 9) -> None:
+    def send_signal(self, signum: int) -> None:
         if self.poll() is None:  # still running (so the pid is still its own)
             os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def output(self) -> tuple[str, str]:
+        return self.stdout.read_text(encoding="utf-8"), self.stderr.read_text(encoding="utf-8")
 
 
 class GancrForks:
@@ -350,12 +359,23 @@ class GancrForks:
                                      stdout=subprocess.PIPE, bufsize=0)
         self._buffer = b""
 
-    def start(self, *args: str, log: Path, **env: str) -> ForkedCommand:
+    def start(self, *args: str | Path, stdout: Path, stderr: Path | None = None, **env: str) -> ForkedCommand:
+        """``gancr ARGS`` with ``env`` added to the server's, its output appended to ``stdout``
+        (and ``stderr``, by default the same file)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"argv": list(args), "env": env, "log": str(log)}).encode() + b"\n")
+        stderr = stderr or stdout
+        job = {"argv": [str(a) for a in args], "env": env, "stdout": str(stdout), "stderr": str(stderr)}
+        self.proc.stdin.write(json.dumps(job).encode() + b"\n")
         line = self.read_line(timeout=300)
         assert line is not None, "the fork server did not start a command in time"
-        return ForkedCommand(self, int(line), log)
+        return ForkedCommand(self, int(line), stdout, stderr)
+
+    def run(self, *args: str | Path, stdout: Path, stderr: Path | None = None, timeout: float = 120,
+            **env: str) -> ForkedCommand:
+        """:meth:`start`, then wait for the command to end."""
+        command = self.start(*args, stdout=stdout, stderr=stderr, **env)
+        command.wait(timeout)
+        return command
 
     def read_line(self, timeout: float) -> str | None:
         """The server's next line, or None if none came within ``timeout`` seconds."""
