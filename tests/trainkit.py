@@ -370,13 +370,6 @@ class GancrForks:
         assert line is not None, "the fork server did not start a command in time"
         return ForkedCommand(self, int(line), stdout, stderr)
 
-    def run(self, *args: str | Path, stdout: Path, stderr: Path | None = None, timeout: float = 120,
-            **env: str) -> ForkedCommand:
-        """:meth:`start`, then wait for the command to end."""
-        command = self.start(*args, stdout=stdout, stderr=stderr, **env)
-        command.wait(timeout)
-        return command
-
     def read_line(self, timeout: float) -> str | None:
         """The server's next line, or None if none came within ``timeout`` seconds."""
         import select
