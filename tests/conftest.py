@@ -7,6 +7,9 @@
 * :func:`entry_point_plugins` installs fake plugin *packages* (a module plus a
   ``.dist-info`` with an entry point of group ``gancr``) from a temporary directory.
 * :func:`small_trio` is a tiny built trio (for losses that need a content net).
+* :func:`builtin_cache_dir` is a ``GANCR_CACHE_DIR`` holding the built-in images, made once for
+  the session (here, not in a module: a session fixture imported into several modules would be
+  made once per module).
 
 Torch runs on one thread in the tests (``GANCR_TEST_THREADS`` changes it): the tensors are
 tiny, and on a shared machine a second OpenMP thread that waits for a busy core makes a
@@ -123,6 +126,25 @@ def entry_point_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield eps
     finally:
         eps.cleanup()
+
+
+@pytest.fixture(scope="session")
+def builtin_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GANCR_CACHE_DIR for the session: the built-in data is made once, in the test's tree."""
+    root = tmp_path_factory.mktemp("gancr-cache")
+    from gancr.data import resolve_source
+
+    old = os.environ.get("GANCR_CACHE_DIR")
+    os.environ["GANCR_CACHE_DIR"] = str(root)
+    try:
+        for source in ("builtin:photos", "builtin:cartoon", "builtin:holdout"):
+            resolve_source(source)
+    finally:
+        if old is None:
+            os.environ.pop("GANCR_CACHE_DIR", None)
+        else:
+            os.environ["GANCR_CACHE_DIR"] = old
+    return root
 
 
 @pytest.fixture(scope="session")

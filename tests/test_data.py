@@ -59,16 +59,12 @@ def _folder(tmp_path: Path, n: int = 3, name: str = "imgs", size=(40, 56)) -> Pa
     return tmp_path / name
 
 
-@pytest.fixture(scope="session")
-def _builtin_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("gancr-cache")
-
-
 @pytest.fixture
-def builtin_cache(_builtin_root, monkeypatch) -> Path:
-    """One cache folder for the session, so the built-ins are made once."""
-    monkeypatch.setenv("GANCR_CACHE_DIR", str(_builtin_root))
-    return _builtin_root
+def builtin_cache(builtin_cache_dir, monkeypatch) -> Path:
+    """One cache folder for the session (trainkit's, which the tests that train on the built-ins
+    use too), so the built-ins are made once."""
+    monkeypatch.setenv("GANCR_CACHE_DIR", str(builtin_cache_dir))
+    return builtin_cache_dir
 
 
 # --- load_image: modes -----------------------------------------------------------------------

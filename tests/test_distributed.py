@@ -15,7 +15,7 @@ from gancr.cli import main
 from gancr.training import Trainer
 from gancr.training.distributed import Distributed, from_environment
 from gancr.training.trainer import _StepBatches
-from trainkit import TINY_MODEL, builtin_cache_dir  # noqa: F401 - builtin_cache_dir is a fixture
+from trainkit import TINY_MODEL
 
 SPEC = {
     "model": TINY_MODEL,

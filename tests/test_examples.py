@@ -25,7 +25,6 @@ from gancr.inference import load_content_net, load_generator
 from trainkit import (
     EXAMPLES,
     SHRINK,
-    builtin_cache_dir,  # noqa: F401 - fixture
     generator_tensors,
     read_metrics,
     run_gancr,

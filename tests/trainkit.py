@@ -206,25 +206,6 @@ def image_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_folder(root / "content", 4, seed=0), write_folder(root / "style", 3, seed=10, flat=True)
 
 
-@pytest.fixture(scope="session")
-def builtin_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A GANCR_CACHE_DIR for the session: the built-in data is made once, in the test's tree."""
-    root = tmp_path_factory.mktemp("gancr-cache")
-    from gancr.data import resolve_source
-
-    old = os.environ.get("GANCR_CACHE_DIR")
-    os.environ["GANCR_CACHE_DIR"] = str(root)
-    try:
-        for source in ("builtin:photos", "builtin:cartoon", "builtin:holdout"):
-            resolve_source(source)
-    finally:
-        if old is None:
-            os.environ.pop("GANCR_CACHE_DIR", None)
-        else:
-            os.environ["GANCR_CACHE_DIR"] = old
-    return root
-
-
 # ----------------------------------------------------------------------------------------
 # run files
 # ----------------------------------------------------------------------------------------
