@@ -8,13 +8,15 @@ function of ``(seed, k)``, so training resumes at any step with bit-identical da
 Built-in sources
 ----------------
 Made from the photographs bundled inside scikit-image (``skimage/data/``) and matplotlib
-(``mpl-data/sample_data/``), read by path; nothing is ever downloaded. They are split so
-that no photograph, and no near-duplicate of one, is in two sets:
+(``mpl-data/sample_data/``), read by path; nothing is ever downloaded. No held-out
+photograph, and no near-duplicate of one, is in a training set:
 
 ================================  ==============================================================
-``builtin:photos``                astronaut, coffee, hubble_deep_field, retina (content domain)
-``builtin:cartoon``               :func:`cartoonize` of motorcycle_left, motorcycle_right, ihc
-                                  (style domain; the stereo pair stays in one set)
+``builtin:photos``                astronaut, coffee, hubble_deep_field, retina, motorcycle_left,
+                                  motorcycle_right, ihc (content domain)
+``builtin:cartoon``               :func:`cartoonize` of the same seven (style domain: the two
+                                  domains differ in style only; crops of each are drawn
+                                  independently, so training never sees a pair)
 ``builtin:holdout``               chelsea, rocket, grace_hopper (matplotlib), camera (greyscale):
                                   kept out of both, for evaluation
 ``builtin:holdout_cartoon``       :func:`cartoonize` of exactly the ``builtin:holdout`` images,
