@@ -1,12 +1,12 @@
 """A hand-written, plain-PyTorch joint-stage training step of examples/quickstart.yaml — no gancr.
 
-The same networks and losses written by hand: a conv encoder (16, 32, 64) with two residual
-blocks and a U-Net decoder as the generator, whose output is added to its input (residual,
-starting at zero); a content net (conv encoder, upsample-conv decoder) trained on
-reconstruction; a 2-layer spectrally normalised PatchGAN on the luminance, with a binomial
-blur before its stride-2 convolutions; content L1 + 3 x Lab chroma L1, style 0.3 x LSGAN;
-joint weights w_c = 3, w_g = 1; Adam at 1e-4 (G), 1e-3 (C), 4e-4 (D); an EMA of the
-generator (decay 0.98).
+The same networks and losses written by hand: a conv encoder (16, 32) and a U-Net decoder
+as the generator, no neck (a small receptive field), whose output is added to its input
+(residual, starting at zero); a content net (conv encoder (16, 32, 64), upsample-conv
+decoder) trained on reconstruction; a 2-layer spectrally normalised PatchGAN on the
+luminance, with a binomial blur before its stride-2 convolutions; content L1 + 3 x Lab chroma
+L1, style 0.3 x LSGAN; joint weights w_c = W_C, w_g = 1; Adam at 1e-4 (G), 1e-3 (C), 4e-4 (D);
+an EMA of the generator (decay 0.98).
 ``benchmarks/speed.py`` times it against gancr's trainer in the same process.
 """
 
@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: The joint stage's content weight (examples/quickstart.yaml's ``w_c``).
+W_C = 0.25
+
 
 def _block(cin, cout, k, stride=1):
     pad = [nn.ReflectionPad2d(k // 2)] if stride == 1 else []
@@ -26,9 +29,10 @@ def _block(cin, cout, k, stride=1):
 
 
 class Encoder(nn.Module):
-    def __init__(self):
+    def __init__(self, widths=(16, 32, 64)):
         super().__init__()
-        self.levels = nn.ModuleList([_block(3, 16, 7), _block(16, 32, 3, 2), _block(32, 64, 3, 2)])
+        stages = [_block(3, widths[0], 7)] + [_block(a, b, 3, 2) for a, b in zip(widths, widths[1:])]
+        self.levels = nn.ModuleList(stages)
 
     def forward(self, x):
         feats = []
@@ -38,37 +42,22 @@ class Encoder(nn.Module):
         return feats
 
 
-class ResBlock(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c, affine=True),
-                                  nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3),
-                                  nn.InstanceNorm2d(c, affine=True))
-
-    def forward(self, x):
-        return x + self.body(x)
-
-
 def _head(c):
     return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(c, 3, 7))
 
 
 class Generator(nn.Module):
-    """conv encoder -> 2 residual blocks -> U-Net decoder (skips at reductions 2 and 1)."""
+    """conv encoder (16, 32) -> U-Net decoder (a skip at reduction 1), no neck."""
 
     def __init__(self):
         super().__init__()
-        self.encoder = Encoder()
-        self.neck = nn.Sequential(ResBlock(64), ResBlock(64))
-        self.up1 = _block(64 + 32, 32, 3)
-        self.up2 = _block(32 + 16, 16, 3)
+        self.encoder = Encoder((16, 32))
+        self.up1 = _block(32 + 16, 16, 3)
         self.head = _head(16)
 
     def forward(self, x):
-        f1, f2, f3 = self.encoder(x)
-        h = self.neck(f3)
-        h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), f2], 1))
-        h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), f1], 1))
+        f1, f2 = self.encoder(x)
+        h = self.up1(torch.cat([F.interpolate(f2, scale_factor=2.0, mode="nearest"), f1], 1))
         d = torch.tanh(self.head(h)) * 0.5 + 0.5
         return (x + 2.0 * d - 1.0).clamp(0.0, 1.0)  # residual: d = 0.5 is no change
 
@@ -159,7 +148,7 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
             fake = g_fwd(x)
             style = 0.3 * (d_fwd(fake).float() - 1).square().mean()
             recon = c_fwd(x)
-            loss = 3.0 * content_loss(x, fake) + style + content_loss(x, recon)
+            loss = W_C * content_loss(x, fake) + style + content_loss(x, recon)
         loss.backward()
         opt_g.step()
         opt_c.step()
