@@ -130,7 +130,7 @@ def test_validate_a_good_spec(capsys, spec_file):
     assert code == 0 and err == ""
     line, *checks = out.splitlines()
     assert any(c.startswith("  ok trio: generator") for c in checks)
-    assert any(c.startswith("  ok data.style: builtin:cartoon: 3 image(s)") for c in checks)
+    assert any(c.startswith("  ok data.style: builtin:cartoon: 7 image(s)") for c in checks)
     assert any(c.startswith("  not checked: ") for c in checks)
     assert line.startswith(f"{spec_file}: valid. generator conv>resblocks>upsample_conv; content net conv>upsample_conv;")
     assert "discriminator patchgan; content l1; style lsgan; balancer fixed; stages separate 200, joint 800" in line
