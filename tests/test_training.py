@@ -157,6 +157,18 @@ def test_stage_1_separates_style_and_reconstruction(tmp_path, image_dirs):
     assert changed(before["D"], trainer.discriminator)
 
 
+def test_a_step_puts_modules_left_in_eval_back_in_training_mode(tmp_path, image_dirs):
+    # train_step sets the modes only when a module is not training: a user's .eval() between
+    # steps must still be undone, down to every submodule
+    trainer = _trainer(tiny_spec(*image_dirs), tmp_path / "run")
+    trainer.train_step(*_batch())
+    trainer.generator.eval()
+    trainer.content_net.eval()
+    trainer.train_step(*_batch(1))
+    for net in (trainer.generator, trainer.content_net):
+        assert all(m.training for m in net.modules())
+
+
 def test_stage_2_trains_generator_and_content_net_jointly(tmp_path, image_dirs):
     spec = tiny_spec(*image_dirs, losses={"content": [{"name": "l1"}, {"name": "content_net", "weight": 0.5}]},
                      training={"stages": [{"name": "separate", "steps": 1}, {"name": "joint", "steps": 2, "w_c": 0.7, "w_g": 1.3}]})

@@ -245,9 +245,12 @@ class TrainingStep:
         """
         stage = self.spec.training.stages[self.stage_index(self.step)]
         lrs = self._set_lr()
-        self.generator.train()
-        self.content_net.train()
-        self.loss_modules.train()
+        # training mode is set when the trainer is made, and here again only when something
+        # (a user) left a module in eval: each .train() walks every submodule, 1-2 % of a
+        # small CPU step. A loss's frozen encoder keeps itself in eval through its own train().
+        for module in (self.generator, self.content_net, self.loss_modules):
+            if not module.training:
+                module.train()
         on_device = self._skips_on_device()
 
         # -- generator and content net --

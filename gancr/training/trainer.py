@@ -193,6 +193,8 @@ class Trainer(TrainingStep):
             self.trio.generator, self.trio.content_net, self.trio.discriminator,
         )
         self._g_forward, self._c_forward, self._d_forward = self.generator, self.content_net, self.discriminator
+        for module in (self.generator, self.content_net, self.loss_modules):
+            module.train()  # every submodule, even one a component built in eval; steps keep it
         if t.compile:
             mode = None if t.compile is True or t.compile == "default" else t.compile
             self._g_forward = torch.compile(self.generator, mode=mode)
