@@ -18,7 +18,9 @@ PYTHON=${PYTHON:-python3}  # the interpreter with gancr's needs
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 REPEATS=${REPEATS:-5}
 if [ "$REPEATS" -lt 5 ]; then echo "REPEATS must be 5 or more" >&2; exit 2; fi
-QS_SIZE=64 CG_SIZE=128 TIMING=(--warmup 2 --repeats "$REPEATS" --steps 3)
+# steps per timing: a quickstart step is about 50 ms, so 10 of them per repeat; a cyclegan_like one
+# is 1-3 s, so 3
+QS_SIZE=64 CG_SIZE=128 TIMING=(--warmup 2 --repeats "$REPEATS")
 run() {  # a command, or with DRY=1 its words on one line
   if [ "${DRY:-0}" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
@@ -31,11 +33,11 @@ bench() {  # name args...
     2>&1 | grep -v "Warning\|warn(" | tail -n 4
 }
 for batch in 1 4; do
-  bench "quickstart_b$batch" --spec examples/quickstart.yaml --batch $batch --size $QS_SIZE
-  bench "cyclegan_b$batch" --spec examples/cyclegan_like.yaml --batch $batch --size $CG_SIZE
+  bench "quickstart_b$batch" --spec examples/quickstart.yaml --batch $batch --size $QS_SIZE --steps 10
+  bench "cyclegan_b$batch" --spec examples/cyclegan_like.yaml --batch $batch --size $CG_SIZE --steps 3
 done
 if [ -f examples/painting.yaml ]; then
-  bench painting_b4 --spec examples/painting.yaml --batch 4 --size $QS_SIZE
+  bench painting_b4 --spec examples/painting.yaml --batch 4 --size $QS_SIZE --steps 10
 fi
 uptime
 run "$PYTHON" -m gancr.bench.figures --summary "$DEST"/*.json

@@ -86,6 +86,24 @@ def test_the_speed_benchmark_gives_each_ratio_per_interleaved_repeat(tiny_bench,
     assert _bench(spec, reference, tmp_path / "again.json", *argv[3:])["command"] == result["command"]
 
 
+def test_each_repeat_starts_with_another_side(tiny_bench, tmp_path, monkeypatch):
+    from gancr.bench import timing
+
+    calls = []
+
+    def record(step, device, **kwargs):
+        calls.append(step)
+        return 0.01
+
+    monkeypatch.setattr(timing, "time_step", record)
+    _bench(*tiny_bench, tmp_path / "run.json")
+    assert len(calls) == 15  # 5 repeats of 3 sides
+    first = calls[:3]
+    assert len(set(map(id, first))) == 3
+    for r in range(5):
+        assert calls[3 * r:3 * r + 3] == first[r % 3:] + first[:r % 3]
+
+
 def test_a_compiled_run_is_timed_against_the_hand_written_step_compiled_the_same_way(tiny_bench, tmp_path,
                                                                                      monkeypatch):
     """Both sides go through ``torch.compile`` in gancr's mode (here traced by dynamo alone:

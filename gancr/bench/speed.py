@@ -157,9 +157,11 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
         for _ in range(warmup):
             step()
     timings: list[list[float]] = [[] for _ in sides]
-    for _ in range(repeats):
-        for i, (_, step) in enumerate(sides):
-            timings[i].append(time_step(step, dev, warmup=0, repeats=1, steps=steps))
+    for r in range(repeats):
+        # the order turns each repeat, so that whatever the position costs (running right after
+        # another side, with its caches and clocks) falls on every side alike
+        for i in [(r + k) % len(sides) for k in range(len(sides))]:
+            timings[i].append(time_step(sides[i][1], dev, warmup=0, repeats=1, steps=steps))
     peak_bf16 = next((v for k, v in PEAK_BF16.items() if k in result["device_name"]), None)
     for (name, step), first, times in zip(sides, firsts, timings):
         seconds = statistics.median(times)
