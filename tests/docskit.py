@@ -30,6 +30,7 @@ SKIPPED: list[tuple[str, str]] = [
     (r"^mkdocs ", "tests/test_site.py builds the site (serve is a server)"),
     (r"^python docs/build_report_screenshot\.py", "needs Chromium; tests/test_report.py runs the same check"),
     (r"^benchmarks/fetch_wheels\.sh", "downloads wheels"),
+    (r"^python benchmarks/supervised_bound\.py", "trains for minutes; tests/test_bench_quality.py runs it tiny"),
     (r"^gancr \w+ .*\.\./shared/data/", "the repository's example photographs and paintings beside a clone "
      "(../shared/data), which the tests do without; docs/painting.md runs the same commands on photos/ first"),
     (r"^python docs/make_painting_figure\.py", "needs ../shared/data's photographs and painting and a 20-minute "

@@ -133,3 +133,42 @@ def test_bench_quality_scores_another_holdout_folder(tmp_path, capsys):
     target = load_image(tmp_path / "runs" / "holdout_targets" / "one.png")
     assert (target - cartoonize(load_image(folder / "one.png"))).abs().max() <= 1 / 255 + 1e-6
     assert data["runs"][0]["eval"]["reference"]["pairs"] == 3
+
+
+def _supervised_bound():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "supervised_bound.py"
+    module_spec = importlib.util.spec_from_file_location("supervised_bound", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_the_supervised_bound_cuts_the_same_crop_from_a_photograph_and_its_target():
+    import torch
+
+    bound = _supervised_bound()
+    g = torch.Generator().manual_seed(0)
+    photos = [torch.rand(3, 40 + 8 * i, 56, generator=g) for i in range(3)]
+    pairs = [torch.cat([p, 0.5 * p]) for p in photos]  # a "target" that is half the photograph
+    x, t = bound.crop_batch(pairs, 16, 5, (0.2, 0.6), g)
+    assert x.shape == t.shape == (5, 3, 16, 16)
+    torch.testing.assert_close(t, 0.5 * x)
+    assert not torch.equal(x[0], x[1])  # different crops
+
+
+def test_the_supervised_bound_runs_and_reports_each_check(tmp_path, capsys):
+    from gancr.data import load_image
+
+    bound = _supervised_bound()
+    out = tmp_path / "bound.json"
+    assert bound.main(["--steps", "4", "--checks", "2", "--size", "32", "--feature-size", "32", "--json", str(out),
+                       "--grid", str(tmp_path / "grid.png")]) == 0
+    data = json.loads(out.read_text())
+    assert [c["step"] for c in data["checks"]] == [2, 4] and data["best_step"] in (2, 4)
+    assert data["identity"]["reference"]["pairs"] == 4  # the four held-out photographs
+    assert "reference/psnr" in data["checks"][0]["vs_identity"]
+    assert "best PSNR at step" in capsys.readouterr().out
+    assert load_image(tmp_path / "grid.png").shape[-1] == 3 * 96  # input | fitted | target, longer side 3 x 32

@@ -55,6 +55,7 @@ from gancr.text import text_table
 __all__ = [
     "DEFAULT_SPECS",
     "bench_quality",
+    "differences_from_identity",
     "prepare_spec",
     "quality_table",
     "quality_markdown",
@@ -252,7 +253,7 @@ def _holdout_sets(holdout: str, root: Path) -> tuple[Any, Any, str]:
     return paths, str(folder), f"cartoonize() of {holdout}"
 
 
-def _differences(ev: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+def differences_from_identity(ev: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
     """Each target metric's difference from the identity row: mean, and per held-out image."""
     base = {p["name"]: p for p in identity.get("per_image", [])}
     out: dict[str, Any] = {}
@@ -364,7 +365,7 @@ def bench_quality(
                 "images_per_s": rates,
                 "run_dir": str(run_dir) if tmp is None else None,
                 "eval": ev,
-                "vs_identity": _differences(ev, identity),
+                "vs_identity": differences_from_identity(ev, identity),
             })
             say(f"[{name}] evaluated in {eval_s:.0f} s")
     finally:
