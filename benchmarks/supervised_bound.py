@@ -1,23 +1,24 @@
 """How far a generator gets on the known-target benchmark when it is shown the answers.
 
     python benchmarks/supervised_bound.py [--spec examples/quickstart.yaml] [--steps 2400]
-                                          [--loss l1|mse] [--lr 1e-3] [--json bound.json]
+                                          [--loss l1|mse] [--lr 1e-3] [--checks 8]
+                                          [--json bound.json] [--grid bound.png]
 
 A diagnostic, not a method: it trains the spec's generator (as ``gancr bench quality``
 builds it) on *paired* crops of ``builtin:photos`` and their true cartoons
-(``builtin:cartoon``), the same geometry cut from both, with an L1 or MSE loss and Adam;
-scores it ``--checks`` times along the way on ``builtin:holdout`` against
-``builtin:holdout_cartoon`` exactly as the benchmark does, next to ``G(x) = x``, and reports
-the best of them (the fit peaks early, then learns the seven training photographs). An unpaired GAN trained on the same photographs
-cannot be expected to beat this figure: it is the ceiling of the generator and the
-training set, not of the adversarial method. Nothing in gancr trains on the answers.
+(``builtin:cartoon``), the same crop and flip for both (the trainer's augmentation, on the
+pair stacked), with an L1 or MSE loss and Adam; scores it ``--checks`` times along the way on
+``builtin:holdout`` against ``builtin:holdout_cartoon`` exactly as the benchmark does, next to
+``G(x) = x``, and reports the best check (the fit peaks early, then learns the seven training
+photographs). An unpaired GAN trained on the same photographs cannot be expected to beat
+this figure: it is the ceiling of the generator and the training set, not of the adversarial
+method. Nothing in gancr trains on the answers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from gancr.bench.quality import (  # noqa: E402
     differences_from_identity,
     prepare_spec,
 )
-from gancr.data import load_image, resolve_source  # noqa: E402
+from gancr.data import DeviceAugment, load_image, resolve_source  # noqa: E402
 from gancr.evaluation import evaluate  # noqa: E402
 
 
@@ -55,20 +56,11 @@ def paired_images(load_size: int) -> list[torch.Tensor]:
     return pairs
 
 
-def crop_batch(pairs: list[torch.Tensor], size: int, batch: int, scale: tuple[float, float],
-               g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``batch`` random resized crops (area fraction in ``scale``, square), the same one from a
-    photograph and its cartoon: ``(B, 3, size, size)`` each."""
-    out = []
-    for _ in range(batch):
-        pair = pairs[int(torch.randint(len(pairs), (), generator=g))]
-        h, w = pair.shape[-2:]
-        side = min(h, w, round(math.sqrt(h * w * (scale[0] + (scale[1] - scale[0]) * float(torch.rand((), generator=g))))))
-        top = int(torch.randint(h - side + 1, (), generator=g))
-        left = int(torch.randint(w - side + 1, (), generator=g))
-        crop = pair[None, :, top:top + side, left:left + side]
-        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True))
-    both = torch.cat(out).clamp(0, 1)
+def crop_batch(pairs: list[torch.Tensor], augment: DeviceAugment, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` crops of random pairs, the same crop and flip from a photograph and its cartoon:
+    ``(B, 3, S, S)`` each. Uses torch's global random generator."""
+    drawn = [pairs[int(torch.randint(len(pairs), ()))] for _ in range(batch)]
+    both = torch.cat([augment(pair[None]) for pair in drawn])  # sizes differ: one at a time
     return both[:, :3], both[:, 3:]
 
 
@@ -112,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     generator = build(spec).generator
     data = spec["data"]
     pairs = paired_images(data.get("load_size") or round(1.125 * a.size))
-    scale = tuple(data.get("crop_scale") or (0.5, 1.0))
-    g = torch.Generator().manual_seed(a.seed)
+    augment = DeviceAugment(a.size, crop_scale=tuple(data.get("crop_scale") or (0.5, 1.0)))
     opt = torch.optim.Adam(generator.parameters(), lr=a.lr, betas=(0.5, 0.999))
     loss_fn = F.l1_loss if a.loss == "l1" else F.mse_loss
     scoring = dict(max_size=3 * a.size, feature_size=a.feature_size, per_image=True, device="cpu")
@@ -126,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(a.steps):
         t0 = time.perf_counter()
         generator.train()
-        x, t = crop_batch(pairs, a.size, a.batch_size, scale, g)
+        x, t = crop_batch(pairs, augment, a.batch_size)
         loss = loss_fn(generator(x), t)
         opt.zero_grad(set_to_none=True)
         loss.backward()

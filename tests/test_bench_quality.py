@@ -149,11 +149,13 @@ def _supervised_bound():
 def test_the_supervised_bound_cuts_the_same_crop_from_a_photograph_and_its_target():
     import torch
 
+    from gancr.data import DeviceAugment
+
     bound = _supervised_bound()
-    g = torch.Generator().manual_seed(0)
-    photos = [torch.rand(3, 40 + 8 * i, 56, generator=g) for i in range(3)]
+    torch.manual_seed(0)
+    photos = [torch.rand(3, 40 + 8 * i, 56) for i in range(3)]
     pairs = [torch.cat([p, 0.5 * p]) for p in photos]  # a "target" that is half the photograph
-    x, t = bound.crop_batch(pairs, 16, 5, (0.2, 0.6), g)
+    x, t = bound.crop_batch(pairs, DeviceAugment(16, crop_scale=(0.2, 0.6)), 5)
     assert x.shape == t.shape == (5, 3, 16, 16)
     torch.testing.assert_close(t, 0.5 * x)
     assert not torch.equal(x[0], x[1])  # different crops
