@@ -18,7 +18,6 @@ method. Nothing in gancr trains on the answers.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,8 +36,15 @@ from gancr.bench.quality import (  # noqa: E402
     differences_from_identity,
     prepare_spec,
 )
-from gancr.data import DeviceAugment, load_image, resolve_source  # noqa: E402
-from gancr.evaluation import evaluate  # noqa: E402
+from gancr.data import DeviceAugment, load_image, resolve_source, save_image  # noqa: E402
+from gancr.evaluation import evaluate, write_json  # noqa: E402
+
+
+def resized(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(B, C, H, W)`` resized by ``scale`` (antialiased bilinear), clamped to [0, 1]."""
+    h, w = images.shape[-2:]
+    return F.interpolate(images, size=(round(h * scale), round(w * scale)), mode="bilinear",
+                         antialias=True).clamp(0, 1)
 
 
 def paired_images(load_size: int) -> list[torch.Tensor]:
@@ -49,10 +55,7 @@ def paired_images(load_size: int) -> list[torch.Tensor]:
         x, t = load_image(p), load_image(c)
         if x.shape != t.shape:
             raise SystemExit(f"{p.name} and {c.name} differ in size: not a photograph and its cartoon")
-        h, w = x.shape[-2:]
-        size = (round(h * load_size / min(h, w)), round(w * load_size / min(h, w)))
-        both = torch.cat([x, t])[None]
-        pairs.append(F.interpolate(both, size=size, mode="bilinear", antialias=True)[0].clamp(0, 1))
+        pairs.append(resized(torch.cat([x, t])[None], load_size / min(x.shape[-2:]))[0])
     return pairs
 
 
@@ -67,14 +70,10 @@ def crop_batch(pairs: list[torch.Tensor], augment: DeviceAugment, batch: int) ->
 @torch.no_grad()
 def save_grid(generator: torch.nn.Module, longer_side: int, path: Path) -> None:
     """One row per held-out photograph: input | ``generator(input)`` | true cartoon, longer side ``longer_side``."""
-    from torchvision.utils import save_image
-
     rows = []
     for p, c in zip(resolve_source("builtin:holdout"), resolve_source("builtin:holdout_cartoon"), strict=True):
         x, t = load_image(p), load_image(c)
-        h, w = x.shape[-2:]
-        size = (round(h * longer_side / max(h, w)), round(w * longer_side / max(h, w)))
-        x, t = (F.interpolate(i[None], size=size, mode="bilinear", antialias=True).clamp(0, 1) for i in (x, t))
+        x, t = (resized(i[None], longer_side / max(x.shape[-2:])) for i in (x, t))
         rows.append(torch.cat([x, generator(x).clamp(0, 1), t], dim=3))
     width = max(r.shape[-1] for r in rows)
     save_image(torch.cat([F.pad(r, (0, width - r.shape[-1]), value=1.0) for r in rows], dim=2), path)
@@ -112,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     identity = evaluate(lambda x: x, *sets, **scoring)
     psnr_key = TARGET_METRICS[0][0]
     checks: list[dict] = []  # the scores along the way: the fit peaks, then overfits the 7 photographs
+    best: dict | None = None
     every = max(1, a.steps // a.checks)
     train_s = 0.0
     for step in range(a.steps):
@@ -128,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
                 fitted = evaluate(generator.eval(), *sets, **scoring)
             diff = differences_from_identity(fitted, identity)
             checks.append({"step": step + 1, "loss": loss.item(), "fitted": fitted, "vs_identity": diff})
-            if a.grid and max(checks, key=lambda c: c["vs_identity"][psnr_key]["mean"]) is checks[-1]:
-                save_grid(generator, 3 * a.size, a.grid)
+            if best is None or diff[psnr_key]["mean"] > best["vs_identity"][psnr_key]["mean"]:
+                best = checks[-1]
+                if a.grid:
+                    save_grid(generator, 3 * a.size, a.grid)
             print(f"step {step + 1}: {a.loss} {loss.item():.4f}; vs identity "
                   + ", ".join(f"{label} {diff[key]['mean']:+.3f}" for key, _, label in TARGET_METRICS), flush=True)
 
-    best = max(checks, key=lambda c: c["vs_identity"][psnr_key]["mean"])
+    assert best is not None  # the last step is always a check
     print(f"{Path(a.spec).stem}'s generator fitted to the true cartoons ({a.loss}, {a.steps} steps, "
           f"{train_s:.0f} s of training; {'; '.join(changes)}); best PSNR at step {best['step']}:")
     for key, _, label in TARGET_METRICS:
@@ -142,10 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:8s} identity {identity['metrics'][key]['value']:.3f}  fitted "
               f"{best['fitted']['metrics'][key]['value']:.3f}  mean {d['mean']:+.3f}  ({per})")
     if a.json:
-        a.json.write_text(json.dumps({"spec": a.spec, "steps": a.steps, "loss": a.loss, "lr": a.lr,
-                                      "train_seconds": round(train_s, 1), "changes": changes,
-                                      "identity": identity, "best_step": best["step"], "checks": checks},
-                                     indent=1))
+        write_json({"spec": a.spec, "steps": a.steps, "loss": a.loss, "lr": a.lr, "train_seconds": round(train_s, 1),
+                    "changes": changes, "identity": identity, "best_step": best["step"], "checks": checks}, a.json)
     return 0
 
 
