@@ -67,7 +67,7 @@ def param_rows(entry: Entry) -> list[tuple[str, str, str, str]]:
 
 
 def plugin_label(registry: Registry, entry: Entry) -> str:
-    """``builtin (gancr 0.1.0)``: the plugin and, when known, its distribution and version."""
+    """``builtin (gancr 0.2.0)``: the plugin and, when known, its distribution and version."""
     if entry.distribution:
         return f"{entry.plugin} ({entry.distribution} {entry.version})"
     return entry.plugin

@@ -95,15 +95,6 @@ def test_a_generator_not_loaded_from_a_file_takes_alpha_too(x):
     assert StrengthBlend(generator, 0.3).reduction == generator.reduction
 
 
-def test_content_net_argument_is_ignored_with_a_warning(run, x):
-    from gancr.inference import load_content_net
-
-    generator, content_net = load_generator(run), load_content_net(run)
-    with pytest.warns(DeprecationWarning, match="content_net= is ignored"):
-        y = stylize_tensor(generator, x, alpha=0.0, content_net=content_net)
-    assert torch.equal(y, x)
-
-
 @pytest.mark.parametrize("name", ["alpha_plan", "InputImage", "load_alpha_reference"])
 def test_removed_names_say_what_replaced_them(name):
     import gancr.inference.strength as strength

@@ -35,7 +35,6 @@ def stylize_tensor(
     overlap: int | None = None,
     stats_tiles: int | None = None,
     precision: str = "fp32",
-    content_net: nn.Module | None = None,
     tile_progress: Callable[[str, int, int], None] | None = None,
 ) -> Tensor:
     """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size; same shape out.
@@ -54,7 +53,6 @@ def stylize_tensor(
             which gives the untiled result.
         precision: ``fp32``, or ``bf16`` (autocast; on CUDA it may or may not be faster for a
             given model: :func:`fastest_precision` measures it).
-        content_net: ignored (gancr 0.1 blended alpha with it), with a ``DeprecationWarning``.
         tile_progress: called as ``tile_progress(phase, done, total)`` while tiles are computed
             (see :func:`~gancr.inference.tiling.tiled_forward`).
 
@@ -65,7 +63,6 @@ def stylize_tensor(
         GancrError: the generator outputs NaN or infinity (nothing to save).
     """
     alpha = check_alpha(alpha)
-    _ignore_content_net(content_net)
     single = image.dim() == 3
     x = image[None] if single else image
     if x.dim() != 4 or x.shape[1] != 3:
@@ -111,15 +108,6 @@ def stylize_tensor(
         raise GancrError("stylize: the generator outputs NaN or infinite values for this image (a diverged or "
                          "corrupt model); nothing was written for it")
     return y[0] if single else y
-
-
-def _ignore_content_net(content_net: nn.Module | None) -> None:
-    if content_net is not None:
-        warnings.warn(
-            "stylize: content_net= is ignored since gancr 0.2: alpha blends the input photograph with G(x)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
 
 
 #: The tile size used when an image turns out too big to stylise at once.
@@ -251,7 +239,6 @@ def stylize(
     precision: str = "auto",
     skip_unreadable: bool = False,
     progress: bool = False,
-    content_net: nn.Module | None = None,
 ) -> Tensor | Stylized:
     """Stylise a tensor, or image files and folders, with a trained generator.
 
@@ -276,7 +263,6 @@ def stylize(
             stopping the rest; an error still when no image could be read.
         progress: show progress over files, and over the tiles of a tiled image
             (:class:`gancr.progress.Progress`, on standard error).
-        content_net: ignored (gancr 0.1 blended alpha with it), with a ``DeprecationWarning``.
 
     Raises:
         GancrError: an output would overwrite an input; a file that cannot be read (unless
@@ -297,7 +283,6 @@ def stylize(
             raise GancrError("stylize: give a checkpoint (a run directory or weights file) or a generator")
         run = open_run(checkpoint)
         generator = run.generator(ema=ema, device=dev)
-    _ignore_content_net(content_net)
     if precision not in ("auto", "fp32", "bf16"):
         raise GancrError(f"stylize: precision must be auto, fp32 or bf16, got {precision!r}")
     if dev.type == "cuda":

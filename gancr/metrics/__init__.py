@@ -27,8 +27,6 @@ distance, when its AlexNet backbone file is on this machine. Neither downloads a
 :data:`METRIC_DOCS` explains each metric in one paragraph, for docs and evaluation tables.
 """
 
-from typing import Any
-
 from gancr.metrics.content import (
     edge_f1,
     feature_distance,
@@ -85,13 +83,3 @@ __all__ = [
     "ssim_map",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """``gancr.metrics.evaluate``: deprecated alias of :func:`gancr.evaluation.evaluate`."""
-    if name == "evaluate":
-        from gancr._deprecated import warn_moved
-        from gancr.evaluation import evaluate
-
-        warn_moved("gancr.metrics.evaluate", "gancr.evaluation.evaluate")
-        return evaluate
-    raise AttributeError(f"module 'gancr.metrics' has no attribute {name!r}")

@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from gancr import runs
-from gancr._deprecated import moved_names
 
 __all__ = ["get_rng_state", "set_rng_state"]
 
@@ -62,6 +60,3 @@ def _to_tuple(value: Any) -> Any:
         return tuple(_to_tuple(v) for v in value)
     return value
 
-
-#: Names that moved to :mod:`gancr.runs` (importable from here for one release, with a warning).
-__getattr__ = moved_names(__name__, runs, set(runs.__all__) - {"resolve_weights_path", "RunWeights", "read_run"})

@@ -10,8 +10,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gancr import devices
-from gancr._deprecated import moved_names
 from gancr._torch_compat import foreach_add_, foreach_lerp_, foreach_mul_, foreach_sub
 
 __all__ = ["make_optimizer", "lr_factor", "EMA", "ImagePool"]
@@ -127,6 +125,3 @@ class ImagePool:
         images = state.get("images")
         self.images = [] if images is None or images.numel() == 0 else [i.unsqueeze(0).to(device) for i in images]
 
-
-#: Names that moved to :mod:`gancr.devices` (importable from here for one release, with a warning).
-__getattr__ = moved_names(__name__, devices, ("resolve_device", "resolve_precision"))
