@@ -48,7 +48,7 @@ def test_the_package(tmp_path, capsys, monkeypatch):
     project = tomllib.loads((root / "pyproject.toml").read_text())
     assert project["project"]["name"] == "gancr-soft-edges"
     assert project["project"]["entry-points"]["gancr"] == {"soft-edges": "gancr_soft_edges.hooks"}
-    assert project["project"]["dependencies"] == ["gancr>=0.1"]
+    assert project["project"]["dependencies"] == ["gancr>=0.2"]  # the minor release it was written for
     for path in root.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
     # the hooks module is a plugin that states a supported API range including this gancr's
