@@ -26,7 +26,7 @@ from gancr.components.base import FeatureInfo, check_feature_info
 from gancr.devices import eval_mode
 from gancr.errors import BuildError, GancrError, ResourceError
 from gancr.plugins import get_registry
-from gancr.files import human_size
+from gancr.storage.files import human_size
 from gancr.resources import available_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec, validate_component
 from gancr.trio import ContentNet, Generator, Losses, Trio

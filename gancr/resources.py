@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from gancr.errors import ResourceError
-from gancr.files import human_size
+from gancr.storage.files import human_size
 
 __all__ = ["available_memory", "is_allocation_error", "memory_error", "activation_bytes"]
 

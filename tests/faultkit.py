@@ -2,7 +2,7 @@
 
 * :func:`flip_tensor_byte` changes one byte inside a tensor's data of a checkpoint (a zip)
   or a ``generator.safetensors`` (a bit that rotted on disk).
-* :func:`full_disk` makes every write of :mod:`gancr.files` fail with ``ENOSPC`` after
+* :func:`full_disk` makes every write of :mod:`gancr.storage.files` fail with ``ENOSPC`` after
   ``after`` bytes, through the same code path a real full disk takes (``_write_chunk``).
 * :func:`small_filesystem` mounts a real tmpfs of a few hundred kilobytes (root only; the test
   is skipped where mounting is not allowed).
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-import gancr.files
+import gancr.storage.files
 
 
 def flip_tensor_byte(path: Path, offset: int = 5) -> None:
@@ -53,9 +53,9 @@ def safetensors_file(path: Path, header: dict, payload: bytes = b"") -> Path:
 
 @contextlib.contextmanager
 def full_disk(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> Iterator[None]:
-    """Within the block, writes through :mod:`gancr.files` fail with ENOSPC once ``after`` bytes went in."""
+    """Within the block, writes through :mod:`gancr.storage.files` fail with ENOSPC once ``after`` bytes went in."""
     written = [0]
-    real = gancr.files._write_chunk
+    real = gancr.storage.files._write_chunk
 
     def write(fh, data) -> None:
         n = memoryview(data).nbytes
@@ -65,7 +65,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> Iterator[None]
         real(fh, data)
 
     with monkeypatch.context() as m:
-        m.setattr(gancr.files, "_write_chunk", write)
+        m.setattr(gancr.storage.files, "_write_chunk", write)
         yield
 
 
@@ -91,7 +91,7 @@ def snapshot(*roots: Path) -> dict[str, str]:
             out[str(root)] = hashlib.sha256(root.read_bytes()).hexdigest()
             continue
         for p in sorted(root.rglob("*")) if root.is_dir() else []:
-            if p.is_file() and p.name != gancr.files.LOCK_NAME:
+            if p.is_file() and p.name != gancr.storage.files.LOCK_NAME:
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
@@ -103,7 +103,7 @@ def temporary_files(*roots: Path) -> list[Path]:
 
 def hold_run_folder(folder: Path) -> subprocess.Popen:
     """Another process that holds ``folder``'s run lock until it is killed."""
-    code = ("import sys, time; from gancr.files import RunLock; lock = RunLock(sys.argv[1]); "
+    code = ("import sys, time; from gancr.storage.files import RunLock; lock = RunLock(sys.argv[1]); "
             "print('locked', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"

@@ -22,8 +22,9 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from gancr.integrity import checksum
-from gancr.runs import list_checkpoints, read_generator_file
+from gancr.storage import RunDir
+from gancr.storage.integrity import checksum
+from gancr.storage.reader import read_file
 
 from faultkit import flip_tensor_byte, safetensors_file
 
@@ -53,7 +54,7 @@ def _nested(levels: int) -> Any:
 
 
 def _newest_checkpoint(assets: Path) -> Path:
-    return list_checkpoints(assets / "run" / "checkpoints")[-1][1]
+    return RunDir(assets / "run").checkpoints()[-1][1]
 
 
 def _checkpoint_state(assets: Path) -> dict[str, Any]:
@@ -77,8 +78,9 @@ def _save_checkpoint_with(assets: Path, path: Path, **changes: Any) -> None:
 def _save_generator_with(assets: Path, path: Path, *, tensors: Callable[[dict], dict] | None = None,
                          **metadata: str) -> None:
     """The run's generator file with its tensors or metadata changed (no checksum: files of gancr 0.1 have none)."""
-    found, meta = read_generator_file(assets / "run" / "generator.safetensors")
-    raw = {"format": "gancr.generator", "version": "1", "spec": json.dumps(meta["spec"])}
+    stored = read_file(assets / "run" / "generator.safetensors", "generator file")
+    found, meta = stored.data, stored.metadata
+    raw = {"format": "gancr.generator", "version": "1", "spec": meta["spec"]}
     raw.update(metadata)
     save_file(tensors(found) if tensors else found, str(path), metadata=raw)
 
@@ -100,8 +102,7 @@ def _set(path: str, value: Any) -> Callable[[dict], None]:
 
 
 def _spec_of_gen(assets: Path, change: Callable[[dict], None]) -> str:
-    meta = read_generator_file(assets / "run" / "generator.safetensors")[1]
-    spec = json.loads(json.dumps(meta["spec"]))
+    spec = json.loads(read_file(assets / "run" / "generator.safetensors", "generator file").metadata["spec"])
     change(spec)
     return json.dumps(spec)
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 import gancr
 from gancr.cli import main
-from gancr.runs import save_generator
+from gancr.storage import InferenceWeights, save_generator
 
 #: A tiny generator (reduction 4, instance norm, U-Net skips) and a content net of its own.
 TINY_IN_MODEL: dict[str, Any] = {
@@ -51,13 +51,11 @@ def write_run(run: Path, spec: dict[str, Any] | None = None, *, ema: bool = True
             if isinstance(m, torch.nn.InstanceNorm2d) and m.affine:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
-    tensors = {f"generator/{k}": v for k, v in trio.generator.state_dict().items()}
-    if ema:
-        tensors.update({f"ema/{k}": v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v.clone()
-                        for k, v in trio.generator.state_dict().items()})
-    tensors.update({f"content_net/{k}": v.clone() for k, v in trio.content_net.state_dict().items()})
+    generator = trio.generator.state_dict()
+    average = {k: v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v.clone() for k, v in generator.items()}
     run.mkdir(parents=True, exist_ok=True)
-    save_generator(run / "generator.safetensors", tensors, trio.spec.to_dict(), {"step": 0, "ema": ema})
+    save_generator(run / "generator.safetensors", InferenceWeights(
+        trio.spec.to_dict(), generator, average if ema else None, trio.content_net.state_dict(), step=0))
     return run
 
 

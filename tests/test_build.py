@@ -408,7 +408,7 @@ def test_weights_that_do_not_fit_are_a_build_error(tmp_path):
         gancr.build(_vgg_spec(tmp_path / "missing.pth"))
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint", encoding="utf-8")
-    with pytest.raises(CheckpointError, match="vgg19 weights: cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read vgg19 weights .*notes.pth"):
         gancr.build(_vgg_spec(text))
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="is not a state dict"):
@@ -442,16 +442,16 @@ def test_weight_files_holding_code_are_refused_and_never_run(tmp_path):
     torch.save({"0.weight": torch.zeros(64, 3, 3, 3), "payload": _Payload(marker)}, evil)
     with pytest.raises(CheckpointError) as exc:
         gancr.build(_vgg_spec(evil))
-    assert "holds Python objects besides tensors; refusing to unpickle it" in str(exc.value)
+    assert "holds Python objects besides tensors and plain data; gancr refuses to unpickle it" in str(exc.value)
     assert str(evil) in str(exc.value)
     assert not marker.exists()
     # a pickled function is refused the same way
     function = tmp_path / "function.pth"
     torch.save(_write_marker, function)
-    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+    with pytest.raises(CheckpointError, match="refuses to unpickle"):
         gancr.build(_vgg_spec(function))
     # and for timm, the file is checked before timm reads it
-    with pytest.raises(CheckpointError, match="timm resnet18 weights: .*refusing to unpickle"):
+    with pytest.raises(CheckpointError, match="timm resnet18 weights .*refuses to unpickle"):
         build_component("encoder", {"name": "timm", "model_name": "resnet18", "weights": str(evil)})
     assert not marker.exists()
 
@@ -470,22 +470,21 @@ def test_local_timm_weights_load(tmp_path):
     assert torch.equal(encoder.model.layer1[0].conv1.weight, model.layer1[0].conv1.weight)
 
 
-def test_pretrained_vgg19_failed_download_fails_clearly(monkeypatch):
+def test_pretrained_vgg19_failed_download_fails_clearly(tmp_path, monkeypatch):
     """The host answers but the download fails (tests/test_weights_offline.py: no network at all)."""
     import torch.hub
-    import torchvision.models._api as tv_api
 
-    import gancr.components.encoders
+    import gancr.storage.pretrained
 
-    monkeypatch.setattr(gancr.components.encoders, "reachable", lambda url: None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    monkeypatch.setattr(gancr.storage.pretrained, "reachable", lambda url: None)
     calls = []
 
     def offline(url, *args, **kwargs):
         calls.append(url)
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(BuildError) as exc:
         gancr.build(small(generator={"encoder": {"name": "vgg19", "layer": "relu2_1", "pretrained": True}}))
     message = str(exc.value)
@@ -494,21 +493,23 @@ def test_pretrained_vgg19_failed_download_fails_clearly(monkeypatch):
     assert "`weights: /path/to/file`" in message and "pretrained: false" in message and calls[0] in message
 
 
-def test_pretrained_timm_failed_download_fails_clearly(monkeypatch):
+def test_pretrained_timm_failed_download_fails_clearly(tmp_path, monkeypatch):
     """Not cached, the host answers, the download fails (tests/test_weights_offline.py: offline)."""
-    builder = pytest.importorskip("timm.models._builder")
-    if not hasattr(builder, "load_pretrained"):  # pragma: no cover - another timm layout
-        pytest.skip("timm has no timm.models._builder.load_pretrained to stub")
-    import gancr.components.encoders
+    import huggingface_hub
+    import huggingface_hub.constants
 
-    monkeypatch.setattr(gancr.components.encoders, "timm_pretrained_file", lambda name: None)
+    import gancr.storage.pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(gancr.storage.pretrained, "reachable", lambda url: None)
     calls = []
 
     def offline(*args, **kwargs):
         calls.append(args)
         raise OSError("no network in tests")
 
-    monkeypatch.setattr(builder, "load_pretrained", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(BuildError) as exc:
         build_component("encoder", {"name": "timm", "model_name": "resnet18", "pretrained": True})
     assert calls

@@ -12,6 +12,7 @@ G. non-finite numbers in a spec, non-finite weights, and parity checks on NaN ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,8 +27,8 @@ import yaml
 
 import gancr
 from gancr.errors import CheckpointError, WriteError
-from gancr.files import RunLock
-from gancr.runs import list_checkpoints, load_checkpoint, read_generator_file, save_generator
+from gancr.storage import RunDir, load_checkpoint, read_generator_file, save_generator
+from gancr.storage.files import RunLock
 from gancr.training import Trainer
 
 from faultkit import flip_tensor_byte, full_disk, hold_run_folder, snapshot, temporary_files
@@ -112,7 +113,7 @@ def test_c_a_second_process_cannot_train_into_a_folder_in_use(trained, tmp_path)
 
 def test_c_a_forked_child_does_not_keep_the_lock_of_a_killed_process(tmp_path):
     """Data-loader workers are forked: when the trainer is killed, its folder is free at once."""
-    code = ("import os, sys, time\nfrom gancr.files import RunLock\nlock = RunLock(sys.argv[1])\npid = os.fork()\n"
+    code = ("import os, sys, time\nfrom gancr.storage.files import RunLock\nlock = RunLock(sys.argv[1])\npid = os.fork()\n"
             "if pid == 0:\n    time.sleep(60)\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
@@ -140,12 +141,12 @@ def test_d_a_new_run_into_a_finished_runs_folder_is_refused(trained, tmp_path):
 def test_d_overwrite_replaces_the_old_run(trained, tmp_path):
     run = _copy(trained, tmp_path)
     (run / "notes.txt").write_text("mine", encoding="utf-8")
-    old = read_generator_file(run / "generator.safetensors")[1]["step"]
+    old = read_generator_file(run / "generator.safetensors").step
     code, _, err = run_cli("train", str(run / "spec.yaml"), "--out", str(run), "--overwrite", "--quiet",
                            "--set", "training.stages.1.steps=1")
     assert code == 0, err
-    assert read_generator_file(run / "generator.safetensors")[1]["step"] == old - 1
-    assert [c for c, _ in list_checkpoints(run / "checkpoints")] == [2, 3]  # the old run's step 4 is gone
+    assert read_generator_file(run / "generator.safetensors").step == old - 1
+    assert [c for c, _ in RunDir(run).checkpoints()] == [2, 3]  # the old run's step 4 is gone
     assert (run / "notes.txt").read_text(encoding="utf-8") == "mine"  # files that are not the run's stay
 
 
@@ -196,7 +197,7 @@ def test_e_a_failed_export_check_keeps_the_previous_file(trained, tmp_path, monk
 def test_f_a_flipped_byte_in_the_newest_checkpoint_is_found_and_resume_falls_back(trained, tmp_path):
     run = _copy(trained, tmp_path)
     (run / "generator.safetensors").unlink()
-    newest = list_checkpoints(run / "checkpoints")[-1][1]
+    newest = RunDir(run).checkpoints()[-1][1]
     flip_tensor_byte(newest)
     with pytest.raises(CheckpointError, match="corrupt: its content does not match the checksum"):
         load_checkpoint(newest)
@@ -227,12 +228,12 @@ def test_f_files_without_a_checksum_still_load(trained, tmp_path):
     with safe_open(str(path), framework="pt") as f:
         meta = {k: v for k, v in f.metadata().items() if k != "checksum"}
     save_file(load_file(str(path)), str(path), metadata=meta)
-    ckpt = list_checkpoints(run / "checkpoints")[-1][1]
+    ckpt = RunDir(run).checkpoints()[-1][1]
     state = torch.load(ckpt, weights_only=True)
     del state["checksum"]
     torch.save(state, ckpt)
     gancr.load_generator(path)
-    assert load_checkpoint(ckpt)["step"] == 4
+    assert load_checkpoint(ckpt).step == 4
 
 
 # ----------------------------------------------------------------------------------------
@@ -265,17 +266,27 @@ def test_g_a_non_finite_number_in_a_yaml_file_is_refused(image_dirs, tmp_path):
     assert code == 2 and "training.optimizer.lr.generator: must be a finite number, got inf" in err
 
 
+def _scaled(weights, change):
+    """``weights`` with ``change`` applied to every floating-point tensor of every network."""
+    def apply(state):
+        return {k: (change(v) if v.is_floating_point() else v) for k, v in state.items()} if state else state
+
+    return dataclasses.replace(weights, generator=apply(weights.generator), ema=apply(weights.ema),
+                               content_net=apply(weights.content_net))
+
+
 def test_g_a_generator_with_nan_weights_is_neither_written_nor_loaded(tmp_path):
     run = write_run(tmp_path / "run")
-    tensors, meta = read_generator_file(run / "generator.safetensors")
-    bad = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v) for k, v in tensors.items()}
+    weights = read_generator_file(run / "generator.safetensors")
+    bad = _scaled(weights, lambda v: torch.full_like(v, float("nan")))
     with pytest.raises(CheckpointError, match="refusing to write .* hold NaN or infinite values"):
-        save_generator(tmp_path / "bad.safetensors", bad, meta["spec"])
+        save_generator(tmp_path / "bad.safetensors", bad)
     assert not (tmp_path / "bad.safetensors").exists()
     # one written by other means (safetensors directly) is refused on load, by every command
     from safetensors.torch import save_file
 
-    save_file(bad, str(tmp_path / "bad.safetensors"), metadata={"format": "gancr.generator", "spec": json.dumps(meta["spec"])})
+    save_file(bad.to_safetensors()[0], str(tmp_path / "bad.safetensors"),
+              metadata={"format": "gancr.generator", "spec": json.dumps(weights.spec)})
     photo = write_image(tmp_path / "p.png")
     code, _, err = run_cli("stylize", str(photo), "--checkpoint", str(tmp_path / "bad.safetensors"), "--out", str(tmp_path / "o"))
     assert code == 2 and "hold NaN or infinite values" in err and not (tmp_path / "o").exists()
@@ -287,9 +298,8 @@ def test_g_a_generator_with_nan_weights_is_neither_written_nor_loaded(tmp_path):
 def test_g_the_parity_check_fails_on_nan(tmp_path):
     """Finite weights so large that the output overflows: the export check fails instead of passing on NaN."""
     run = write_run(tmp_path / "run")
-    tensors, meta = read_generator_file(run / "generator.safetensors")
-    huge = {k: (v * 1e30 if v.is_floating_point() else v) for k, v in tensors.items()}
-    save_generator(run / "generator.safetensors", huge, meta["spec"])
+    weights = read_generator_file(run / "generator.safetensors")
+    save_generator(run / "generator.safetensors", _scaled(weights, lambda v: v * 1e30))
     for fmt in ("onnx", "torchscript", "safetensors"):
         out = tmp_path / f"g.{fmt}"
         code, _, err = run_cli("export", "--checkpoint", str(run), "--format", fmt, "--out", str(out))

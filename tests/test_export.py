@@ -15,7 +15,7 @@ import gancr
 from gancr.errors import CheckpointError, GancrError
 from gancr.inference.export import ExportableGenerator, read_metadata, export_generator
 from gancr.inference import load_content_net, load_generator
-from gancr.runs import read_generator_file
+from gancr.storage import read_generator_file
 from inferencekit import run_cli, smooth_image, tiny_spec, write_run
 
 SIZES = [(1, 45, 77), (2, 100, 61)]
@@ -92,8 +92,8 @@ def test_safetensors_export_loads_with_load_generator(run, tmp_path):
     code, stdout, err = run_cli("export", "--checkpoint", str(run), "--format", "safetensors", "--out", str(out),
                                 "--no-ema")
     assert code == 0, err
-    tensors, meta = read_generator_file(out)
-    assert all(k.startswith("generator/") for k in tensors) and meta["ema"] is False
+    weights = read_generator_file(out)  # the generator alone, not its EMA, no content net
+    assert weights.exported and not weights.uses_ema and weights.ema is None and not weights.content_net
     loaded, raw = load_generator(out), load_generator(run, ema=False)
     x = _images(1, 45, 77)
     with torch.no_grad():

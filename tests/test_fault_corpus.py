@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gancr.runs import list_checkpoints
+from gancr.storage import RunDir
 from gancr.training import Trainer
 
 from faultkit import snapshot, temporary_files
@@ -131,7 +131,7 @@ BAD_SPEC_FILES = [
     ("invalid YAML", "spec_bad_yaml", "not valid YAML"),
     ("a binary file as a spec", "spec_binary", "cannot read"),
     ("an infinite learning rate in YAML", "spec_inf_yaml", "training.optimizer.lr.generator: must be a finite number, got inf"),
-    ("encoder weights that would run code", "spec_evil_weights", "refusing to unpickle it"),
+    ("encoder weights that would run code", "spec_evil_weights", "refuses to unpickle it"),
     ("an ONNX model as encoder weights", "spec_onnx_weights", "vgg19 weights"),
     ("a generator file as encoder weights", "spec_generator_as_weights", "do not match torchvision's vgg19"),
     ("encoder weights that do not exist", "spec_missing_weights", "no such file"),
@@ -380,7 +380,7 @@ def _places(assets: Path, tmp: Path) -> dict[str, str]:
     content, style = assets / "photos", assets / "styles"
     return {
         "run": str(assets / "run"), "gen": str(assets / "run" / "generator.safetensors"),
-        "ckpt": str(list_checkpoints(assets / "run" / "checkpoints")[-1][1]),
+        "ckpt": str(RunDir(assets / "run").checkpoints()[-1][1]),
         "photos": str(content), "photo": str(content / "im0.png"), "styles": str(style),
         "spec": str(assets / "spec.yaml"), "onnx": str(assets / "model.onnx"), "ts": str(assets / "model.ts.pt"),
         "tmp": str(tmp), "denied": "/sys/gancr-test",

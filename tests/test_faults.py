@@ -18,7 +18,7 @@ import yaml
 
 import gancr
 from gancr.errors import BuildError, ResourceError
-from gancr.runs import list_checkpoints, load_checkpoint
+from gancr.storage import RunDir, load_checkpoint
 from gancr.training import Trainer
 
 from faultkit import full_disk, small_filesystem, snapshot, temporary_files
@@ -60,7 +60,7 @@ def test_a_full_disk_during_training_names_the_file_and_keeps_the_last_checkpoin
     spec = tiny_spec(*image_dirs, training={"checkpoint": {"every": 1, "keep": 5}})
     first = tmp_path / "first"
     Trainer(spec, first, quiet=True, max_steps=1).fit()
-    one = list_checkpoints(first / "checkpoints")[0][1].stat().st_size
+    one = RunDir(first).checkpoints()[0][1].stat().st_size
     spec_file = _spec_file(tmp_path, spec)
     with full_disk(monkeypatch, after=int(2.5 * one)):  # room for spec.yaml and two checkpoints, not three
         code, _, err = run_cli("train", str(spec_file), "--out", str(tmp_path / "run"), "--quiet")
@@ -70,8 +70,8 @@ def test_a_full_disk_during_training_names_the_file_and_keeps_the_last_checkpoin
     assert "The newest complete checkpoint" in err and "step_0000002.pt, is intact" in err and "--resume" in err
     assert "Traceback" not in err
     run = tmp_path / "run"
-    assert [s for s, _ in list_checkpoints(run / "checkpoints")] == [1, 2]
-    assert load_checkpoint(run / "checkpoints" / "step_0000002.pt")["step"] == 2
+    assert [s for s, _ in RunDir(run).checkpoints()] == [1, 2]
+    assert load_checkpoint(RunDir(run).checkpoint_file(2)).step == 2
     assert not temporary_files(run)
     code, _, err = run_cli("train", str(spec_file), "--out", str(run), "--resume", "--quiet")  # space again
     assert code == 0, err
@@ -97,7 +97,7 @@ def test_a_real_full_file_system(tmp_path, image_dirs):
         (small / "filler").write_bytes(b"\0" * 150_000)
         code, _, err = run_cli("train", str(spec), "--out", str(small / "train"), "--quiet")
         assert code == 2 and "no space left on the device" in err, err
-        assert all(load_checkpoint(p)["step"] == s for s, p in list_checkpoints(small / "train" / "checkpoints"))
+        assert all(load_checkpoint(p).step == s for s, p in RunDir(small / "train").checkpoints())
         _fill_up(small)
         for fmt in ("torchscript", "onnx", "safetensors"):
             code, _, err = run_cli("export", "--checkpoint", str(run), "--format", fmt, "--out", str(small / f"g.{fmt}"))
@@ -196,7 +196,7 @@ def test_a_training_step_too_big_for_the_memory_is_refused_before_it_starts(tmp_
     with pytest.raises(ResourceError, match="needs about .* of memory for its activations, and 1.0 MB is free; "
                                             "lower training.batch_size or training.image_size"):
         Trainer(spec, tmp_path / "run", quiet=True).fit()
-    assert not list_checkpoints(tmp_path / "run" / "checkpoints")
+    assert not RunDir(tmp_path / "run").checkpoints()
 
 
 # ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ with the generator a straight run gives, bit for bit.
 The moments are drawn from a seeded generator, two kinds in turn:
 
 * **during a write**: a plugin installed for the test (an entry point of group ``gancr``)
-  counts the bytes the process writes through :mod:`gancr.files` and, at the drawn byte,
+  counts the bytes the process writes through :mod:`gancr.storage.files` and, at the drawn byte,
   writes that part of the chunk and sends itself SIGKILL, so the process dies in the middle of
   a checkpoint (or of spec.yaml, a sample grid, metrics.jsonl's rewrite);
 * **at a random time**: the test sends SIGKILL a random fraction of a second after the process
@@ -32,7 +32,7 @@ import pytest
 import torch
 import yaml
 
-from gancr.runs import list_checkpoints, load_checkpoint
+from gancr.storage import RunDir, load_checkpoint
 from gancr.training import Trainer
 
 from faultkit import temporary_files
@@ -58,11 +58,11 @@ import signal
 import time
 
 import gancr
-import gancr.files
+import gancr.storage.files
 
 _AT = int(os.environ.get("GANCR_TEST_KILL_AT_BYTE", "-1"))
 _written = [0]
-_write_chunk = gancr.files._write_chunk
+_write_chunk = gancr.storage.files._write_chunk
 
 
 def _dying_write(fh, data):
@@ -76,7 +76,7 @@ def _dying_write(fh, data):
 
 
 if _AT >= 0:
-    gancr.files._write_chunk = _dying_write
+    gancr.storage.files._write_chunk = _dying_write
 
 
 @gancr.hookimpl
@@ -94,13 +94,13 @@ def killer(entry_point_plugins) -> Path:
 
 
 def _newest(run: Path) -> int:
-    found = list_checkpoints(run / "checkpoints")
+    found = RunDir(run).checkpoints()
     return found[-1][0] if found else 0
 
 
 def _every_checkpoint_loads(run: Path) -> None:
-    for step, path in list_checkpoints(run / "checkpoints"):
-        assert load_checkpoint(path)["step"] == step, path
+    for step, path in RunDir(run).checkpoints():
+        assert load_checkpoint(path).step == step, path
 
 
 def test_twenty_sigkills_then_resume_equal_a_straight_run(tmp_path, image_dirs, killer):
@@ -145,8 +145,8 @@ def test_twenty_sigkills_then_resume_equal_a_straight_run(tmp_path, image_dirs, 
             else:
                 kinds.append("time")
             _every_checkpoint_loads(run)
-            if checkpoint_bytes is None and list_checkpoints(run / "checkpoints"):
-                checkpoint_bytes = list_checkpoints(run / "checkpoints")[-1][1].stat().st_size
+            if checkpoint_bytes is None and RunDir(run).checkpoints():
+                checkpoint_bytes = RunDir(run).checkpoints()[-1][1].stat().st_size
     finally:
         forks.close()
     assert kinds.count("checkpoint write") >= 5, kinds

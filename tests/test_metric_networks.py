@@ -92,7 +92,7 @@ def test_fid_inception_refuses_wrong_and_unsafe_files(tmp_path):
 
     evil = tmp_path / "evil.pth"
     torch.save({"fc.weight": Payload()}, evil)
-    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+    with pytest.raises(CheckpointError, match="refuses to unpickle"):
         M.FIDInception(evil)
 
 

@@ -1,5 +1,6 @@
-"""Pretrained weights offline: cached weights load without the network, and a download that
-cannot work fails within seconds with one message that says what to do (no minute of retries)."""
+"""Pretrained weights (gancr.storage.pretrained): one table of sources that encoders ask by name;
+offline, cached weights load without the network, and a download that cannot work fails within
+seconds with one message that says what to do (no minute of retries)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import pytest
 import torch
 
-import gancr.weights
+import gancr.storage.pretrained
 from gancr import build_component
 from gancr.errors import BuildError
 
@@ -102,4 +103,68 @@ def test_reachable_says_why_not(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setenv("GANCR_NETWORK_TIMEOUT", "2")
-    assert gancr.weights.reachable("https://example.org/x.pth") == "example.org:443 cannot be reached (refused)"
+    assert gancr.storage.pretrained.reachable("https://example.org/x.pth") == "example.org:443 cannot be reached (refused)"
+
+
+# ----------------------------------------------------------------------------------------
+# the table of sources
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_sources(monkeypatch):
+    """Sources registered in a test go away after it."""
+    monkeypatch.setattr(gancr.storage.pretrained, "_SOURCES", dict(gancr.storage.pretrained._SOURCES))
+
+
+def test_the_built_in_sources_are_listed():
+    assert {"torchvision", "timm"} <= set(gancr.storage.pretrained.sources())
+    with pytest.raises(BuildError, match="no pretrained source 'nope'; the sources are .*torchvision"):
+        gancr.storage.pretrained.load_pretrained("nope", "vgg19")
+
+
+def test_a_new_source_is_one_registered_function(own_sources, tmp_path):
+    from gancr.storage.pretrained import Preprocessing, Pretrained, load_pretrained, source
+
+    caffe = Preprocessing(mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), scale=255.0, channels="BGR")
+    asked = []
+
+    @source("caffe", label="Caffe {name}", preprocessing=caffe)
+    def _caffe(name: str) -> Pretrained:
+        """Converted Caffe weights."""
+        asked.append(name)
+        return Pretrained({"features.0.weight": torch.ones(1)}, origin="converted", preprocessing=caffe)
+
+    found = load_pretrained("caffe", "vgg16")
+    assert asked == ["vgg16"] and found.preprocessing == caffe and found.origin == "converted"
+    # a local file in the source's layout gets the source's preprocessing, and its name in messages
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "w.pth")
+    local = load_pretrained("caffe", "vgg16", file=tmp_path / "w.pth")
+    assert asked == ["vgg16"] and local.preprocessing == caffe
+    assert torch.equal(local.state_dict["features.0.weight"], torch.zeros(1))
+    from gancr.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="Caffe vgg16 weights: no such file"):
+        load_pretrained("caffe", "vgg16", file=tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="'caffe' is registered already"):
+        source("caffe")(_caffe)
+
+
+def test_an_encoder_normalises_as_its_weights_expect():
+    from gancr.components.encoders import _Normalize
+    from gancr.storage.pretrained import IMAGENET, Preprocessing
+
+    x = torch.rand(2, 3, 8, 8)
+    mean, std = torch.tensor(IMAGENET.mean).view(1, 3, 1, 1), torch.tensor(IMAGENET.std).view(1, 3, 1, 1)
+    assert torch.equal(_Normalize(IMAGENET)(x), (x - mean) / std)
+    caffe = Preprocessing(mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), scale=255.0, channels="BGR")
+    expected = x.flip(1) * 255 - torch.tensor(caffe.mean).view(1, 3, 1, 1)
+    assert torch.allclose(_Normalize(caffe)(x), expected)
+
+
+def test_vgg_features_keeps_torchvisions_feature_keys_up_to_a_layer():
+    from gancr.storage.pretrained import vgg_features
+
+    state = {"features.0.weight": 0, "features.2.weight": 1, "features.10.weight": 2, "classifier.0.weight": 3,
+             "extra": 4}
+    assert vgg_features(state, 2) == {"0.weight": 0, "2.weight": 1, "extra": 4}

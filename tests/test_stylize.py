@@ -16,7 +16,7 @@ from gancr.cli import main
 from gancr.errors import CheckpointError
 from gancr.inference import load_generator, stylize, stylize_tensor
 from gancr.training import Trainer
-from gancr.runs import load_checkpoint
+from gancr.storage import load_checkpoint
 
 from trainkit import image_dirs, tiny_spec, write_image  # noqa: F401 - image_dirs is a fixture
 

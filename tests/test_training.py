@@ -25,8 +25,8 @@ from gancr.components.base import ContentLoss, StyleLoss
 from gancr.data import DataError, DataWarning
 from gancr.errors import GancrError
 from gancr.registry import ComponentParams
+from gancr.storage import RunDir, load_checkpoint
 from gancr.training import Trainer, TrainingError
-from gancr.runs import list_checkpoints, load_checkpoint
 
 from trainkit import (
     assert_same_tensors,
@@ -273,7 +273,7 @@ def test_uncertainty_balancer_learns_its_log_variances(tmp_path, image_dirs):
     # Kendall et al.: s_c moves towards log(w_c * L_c), where the weighted loss balances 1
     target = math.log(2.0 * joint[0]["loss/content"])
     assert (s_c[-1] - s_c[0]) * target > 0
-    saved = trainer.state_dict()["losses"][_key(trainer, "log_var")]
+    saved = trainer.checkpoint().losses[_key(trainer, "log_var")]
     assert log_var.detach()[0].item() == saved[0].item() != 0.0  # what a checkpoint keeps
 
 
@@ -332,8 +332,8 @@ def test_loss_components_with_parameters_are_optimised(tmp_path, image_dirs, tes
     trainer.max_steps = None
     trainer.fit()
     assert loss.log_scale.item() < 0.0  # minimising exp(s) * L1 lowers s
-    state = load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[-1][1])
-    assert float(state["losses"][_key(trainer, "log_scale")]) == loss.log_scale.item()
+    state = load_checkpoint(RunDir(tmp_path / "run").checkpoints()[-1][1])
+    assert float(state.losses[_key(trainer, "log_scale")]) == loss.log_scale.item()
 
 
 def test_ema_differs_from_the_raw_weights(tmp_path, image_dirs):
@@ -399,7 +399,7 @@ def test_resume_is_bit_identical_in_process(tmp_path, image_dirs):
     first = _trainer(spec, tmp_path / "a", max_steps=3)
     result = first.fit()
     assert (result.status, result.step, result.generator) == ("max_steps", 3, None)
-    assert [s for s, _ in list_checkpoints(tmp_path / "a" / "checkpoints")] == [2, 3]
+    assert [s for s, _ in RunDir(tmp_path / "a").checkpoints()] == [2, 3]
 
     resumed = _trainer(spec, tmp_path / "a", resume=True)
     assert resumed.step == 3 and resumed.resumed_from.name == "step_0000003.pt"
@@ -467,11 +467,12 @@ def test_nonfinite_losses_skip_steps_then_stop(tmp_path, image_dirs, test_compon
     metrics = read_metrics(tmp_path / "run")
     assert [m["skipped"] for m in metrics] == [0.0, 0.0, 0.0, 1.0, 1.0]
     # every earlier checkpoint is still there, loads, and holds finite weights
-    found = list_checkpoints(tmp_path / "run" / "checkpoints")
+    found = RunDir(tmp_path / "run").checkpoints()
     assert [s for s, _ in found] == [2, 4]
     for _, path in found:
         state = load_checkpoint(path)
-        assert all(torch.isfinite(v).all() for v in state["models"].values() if v.is_floating_point())
+        weights = [*state.generator.values(), *state.content_net.values(), *state.discriminator.values()]
+        assert all(torch.isfinite(v).all() for v in weights if v.is_floating_point())
     assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())  # nothing was applied
 
 
@@ -517,7 +518,7 @@ def test_the_gradient_scaler_copes_with_several_d_steps_and_skipped_steps(tmp_pa
         assert trainer.fit().status == "finished"
     assert [m["skipped"] for m in read_metrics(tmp_path / "run")] == [0.0, 0.0, 1.0, 0.0]
     assert changed(before, trainer.discriminator)
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000004.pt")["scaler"]["scale"] > 0
+    assert load_checkpoint(RunDir(tmp_path / "run").checkpoint_file(4)).scaler["scale"] > 0
 
 
 # ----------------------------------------------------------------------------------------
@@ -571,7 +572,7 @@ def test_run_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from gancr.runs import atomic_write_text
+    from gancr.storage.files import atomic_write_text
 
     umask = os.umask(0o022)
     try:

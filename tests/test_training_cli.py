@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from gancr.training import Trainer
-from gancr.runs import list_checkpoints, load_checkpoint
+from gancr.storage import RunDir, load_checkpoint
 
 from conftest import EntryPointPlugins
 from trainkit import (
@@ -101,7 +101,7 @@ def test_max_steps_then_resume_matches_a_straight_run(tmp_path, image_dirs, ganc
     out = first.output()[0]
     assert "stopped at step 3 of 6 (--max-steps)" in out and "--resume" in out
     assert not (a / "generator.safetensors").exists()
-    assert [s for s, _ in list_checkpoints(a / "checkpoints")] == [2, 3]
+    assert [s for s, _ in RunDir(a).checkpoints()] == [2, 3]
 
     resumed = _train(gancr, tmp_path, "resumed", spec, "--out", a, "--resume")
     assert resumed.wait(timeout=120) == 0, resumed.output()[1]
@@ -125,7 +125,7 @@ def _start(gancr: GancrForks, spec: Path, run: Path, tmp_path: Path) -> tuple[Fo
 
 def _wait_for_checkpoint(proc: ForkedCommand, run: Path, err: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not list_checkpoints(run / "checkpoints"):
+    while not RunDir(run).checkpoints():
         if proc.poll() is not None:
             pytest.fail(f"the run ended (status {proc.returncode}) before its first checkpoint: {err.read_text()}")
         if time.monotonic() > deadline:
@@ -143,10 +143,10 @@ def test_sigkill_leaves_loadable_checkpoints_and_resume_finishes(tmp_path, image
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
 
-    found = list_checkpoints(run / "checkpoints")
+    found = RunDir(run).checkpoints()
     assert found and found[-1][0] < 20
     for step, path in found:
-        assert load_checkpoint(path)["step"] == step
+        assert load_checkpoint(path).step == step
 
     resumed = _train(gancr, tmp_path, "resumed", spec, "--out", run, "--resume")
     assert resumed.wait(timeout=120) == 0, resumed.output()[1]
@@ -180,7 +180,7 @@ def test_a_stop_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path
     step, path = int(match.group(1)), Path(match.group(2))
     assert 3 <= step < 20
     assert path == run / "checkpoints" / f"step_{step:07d}.pt"
-    assert load_checkpoint(path)["step"] == step
+    assert load_checkpoint(path).step == step
     assert [m["step"] for m in read_metrics(run)] == list(range(1, step + 1))
     assert not (run / "generator.safetensors").exists()
     if signum != signal.SIGINT:

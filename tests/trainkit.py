@@ -216,9 +216,11 @@ def read_metrics(run: Path) -> list[dict[str, float]]:
 
 
 def generator_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from gancr.runs import read_generator_file
+    """The tensors of a generator file as stored (``generator/...``, ``ema/...``), its checksum verified."""
+    from gancr.storage import read_file, read_generator_file
 
-    return read_generator_file(path)[0]
+    read_generator_file(path)
+    return read_file(path, "generator file").data
 
 
 def assert_same_tensors(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gancr.files import atomic_write_text
+from gancr.storage.files import atomic_write_text
 from gancr.text import text_table
 
 __all__ = ["BEGIN", "END", "load", "summary", "markdown", "current_block", "main"]

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from gancr.errors import GancrError
-from gancr.files import atomic_write_text, output_argument
+from gancr.storage.files import atomic_write_text, output_argument
 from gancr.text import text_table
 
 __all__ = [
@@ -351,7 +351,7 @@ def bench_quality(
             t1 = time.perf_counter()
             ev = evaluate(trainer, content, "builtin:cartoon", target, device=trainer.device, **scoring)
             eval_s = time.perf_counter() - t1
-            rates = _rates(run_dir / "metrics.jsonl")
+            rates = _rates(trainer.run.metrics_file)
             runs.append({
                 "name": name,
                 "spec": str(path),

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gancr.files import atomic_write_text, output_argument
+from gancr.storage.files import atomic_write_text, output_argument
 from gancr.text import text_table
 
 if TYPE_CHECKING:  # pragma: no cover

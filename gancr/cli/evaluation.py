@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from gancr.cli.output import note, notes_enabled
-from gancr.files import output_argument
+from gancr.storage.files import output_argument
 
 __all__ = ["add_eval", "cmd_eval", "add_report", "cmd_report"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from gancr.cli.output import note, notes_enabled
 from gancr.errors import GancrError
-from gancr.files import output_argument
+from gancr.storage.files import output_argument
 
 __all__ = ["add_stylize", "cmd_stylize", "add_export", "cmd_export"]
 

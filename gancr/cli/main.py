@@ -8,7 +8,7 @@ User mistakes (``GancrError``), files that cannot be read or written (``OSError`
 that runs out print a message and exit with status 2, never a traceback (``-v`` adds it).
 Every command takes ``-q/--quiet`` and ``-v/--verbose`` (:mod:`gancr.cli.output`), and prints
 warnings as ``gancr: warning: ...``. Every command's output paths are checked before it starts
-(:func:`gancr.files.check_outputs`).
+(:func:`gancr.storage.files.check_outputs`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from gancr.cli.plugins import add_new_plugin, cmd_new_plugin
 from gancr.cli.spec import add_schema, add_validate, cmd_schema, cmd_validate
 from gancr.cli.train import add_train, cmd_train
 from gancr.errors import GancrError, SpecError
-from gancr.files import check_outputs
+from gancr.storage.files import check_outputs
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_USAGE"]
 

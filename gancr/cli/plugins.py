@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gancr.files import output_argument
+from gancr.storage.files import output_argument
 
 __all__ = ["add_new_plugin", "cmd_new_plugin"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gancr.cli.output import notes_enabled
-from gancr.files import output_argument
+from gancr.storage.files import output_argument
 
 __all__ = ["add_set_argument", "add_spec_arguments", "positive_int", "add_validate", "cmd_validate", "add_schema",
            "cmd_schema"]
@@ -110,7 +110,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     }
     text = json.dumps(schema, indent=2)
     if args.out:
-        from gancr.files import atomic_write_text
+        from gancr.storage.files import atomic_write_text
 
         atomic_write_text(args.out, text + "\n")
         print(f"wrote the spec schema to {args.out}")

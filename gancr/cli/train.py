@@ -10,7 +10,7 @@ from typing import Any
 from gancr.cli.output import notes_enabled
 from gancr.cli.spec import add_spec_arguments, positive_int
 from gancr.errors import GancrError
-from gancr.files import output_argument
+from gancr.storage.files import output_argument
 
 __all__ = ["add_train", "cmd_train"]
 
@@ -62,14 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not trainer.dist.is_main:  # under torchrun, rank 0 reports
         return interrupted if result.status == "interrupted" else 0
     elapsed = time.perf_counter() - start
-    out = Path(args.out)
+    run = trainer.run
     if result.status == "interrupted":
         print(f"interrupted at step {result.step}; checkpoint {result.checkpoint}. "
-              f"Continue with: gancr train {out / 'spec.yaml'} --out {args.out} --resume", file=sys.stderr)
+              f"Continue with: gancr train {run.spec_file} --out {args.out} --resume", file=sys.stderr)
         return interrupted
     if result.status == "max_steps":
         print(f"stopped at step {result.step} of {trainer.total_steps} (--max-steps); checkpoint "
-              f"{result.checkpoint}. Continue with: gancr train {out / 'spec.yaml'} --out {args.out} --resume")
+              f"{result.checkpoint}. Continue with: gancr train {run.spec_file} --out {args.out} --resume")
         return 0
     from gancr.inference import stylize
 
@@ -77,17 +77,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     written: list[Path] = []
     if demo:  # a demo, after the run: an image it cannot read or write is a warning, not a failed run
         try:
-            written = stylize(demo, generator=trainer.inference_generator().eval(), out_dir=out / "stylized",
+            written = stylize(demo, generator=trainer.inference_generator().eval(), out_dir=run.stylized_dir,
                               skip_unreadable=True)
         except GancrError as exc:
             print(f"gancr train: warning: no demo stylisation: {exc}", file=sys.stderr)
-    samples = sorted((out / "samples").glob("*.png"))
+    samples = run.samples()
     print(f"trained {result.step} steps in {elapsed:.0f} s.")
     if samples:
         print(f"  sample grids (input | content-net reconstruction | stylised): {samples[-1]}")
     for path in written:
         print(f"  stylised image: {path}")
     print(f"  generator: {result.generator}")
-    print(f"Look at {out / 'stylized'} and {out / 'samples'}; stylise your own photos with:")
+    print(f"Look at {run.stylized_dir} and {run.samples_dir}; stylise your own photos with:")
     print(f"  gancr stylize --checkpoint {args.out} photo.jpg --out stylized/")
     return 0

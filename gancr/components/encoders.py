@@ -16,12 +16,9 @@ from torch import Tensor, nn
 from gancr.components.base import FeatureInfo, Frozen, Norm, freeze as freeze_parameters, norm_layer
 from gancr.errors import BuildError, GancrError
 from gancr.registry import ComponentParams, Registry
-from gancr.weights import load_state_dict_file, reachable, timm_pretrained_file, torch_hub_cached
+from gancr.storage.pretrained import IMAGENET, Preprocessing, Pretrained, load_pretrained, vgg_features
 
 __all__ = ["VGG19Encoder", "TimmEncoder", "ConvEncoder", "VGG19_LAYERS", "register"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Names of torchvision's vgg19().features, in order: conv/relu per block, a pool after each.
 _VGG19_BLOCKS = (2, 2, 4, 4, 4)
@@ -54,26 +51,36 @@ def _vgg19_features(count: int) -> nn.Sequential:
 
 
 class _Normalize(nn.Module):
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+    """An image in [0, 1] RGB as the weights expect it (:class:`~gancr.storage.pretrained.Preprocessing`)."""
+
+    def __init__(self, preprocessing: Preprocessing):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.bgr = preprocessing.channels == "BGR"
+        self.scale = preprocessing.scale
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.bgr:
+            x = x.flip(1)
+        if self.scale != 1.0:
+            x = x * self.scale
         return (x - self.mean) / self.std
-
-
-def _download_error(what: str, exc: Exception, hint: str) -> BuildError:
-    return BuildError(
-        f"cannot get the pretrained weights of {what} ({type(exc).__name__}: {exc}). "
-        f"Offline? Download them on a connected machine and pass `weights: /path/to/file` "
-        f"({hint}), or set pretrained: false; see 'Weights offline' in docs/training.md."
-    )
 
 
 # ----------------------------------------------------------------------------------------
 # vgg19
 # ----------------------------------------------------------------------------------------
+
+
+def _load_vgg_features(features: nn.Sequential, found: Pretrained, last: int) -> None:
+    """Load weights in torchvision's VGG layout into the first ``last + 1`` feature layers."""
+    missing, unexpected = features.load_state_dict(vgg_features(found.state_dict, last), strict=False)
+    if missing or unexpected:
+        raise BuildError(
+            f"vgg19 weights {found.origin} do not match torchvision's vgg19 features "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 class VGG19Params(ComponentParams):
@@ -111,36 +118,12 @@ class VGG19Encoder(Frozen):
             raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
         stop = VGG19_NAMES.index(layer)
         features = _vgg19_features(stop + 1)
-        state = None
-        if weights is not None:
-            state = load_state_dict_file(weights, "vgg19 weights")
-        elif pretrained:
-            from torchvision.models import VGG19_Weights
-
-            url = VGG19_Weights.IMAGENET1K_V1.url
-            why = None if torch_hub_cached(url) is not None else reachable(url)
-            if why is not None:  # not cached and offline: say so now (torch hub would hang or fail late)
-                raise _download_error("vgg19", OSError(why), url)
-            try:
-                state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-            except Exception as exc:  # noqa: BLE001 - urllib, ssl, http errors
-                raise _download_error("vgg19", exc, VGG19_Weights.IMAGENET1K_V1.url) from None
-        if state is not None:
-            # torchvision's keys are features.<index>.*; a features-only file has <index>.*
-            state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-            # layers past `stop` are not built; keys that are not torchvision's stay in, so
-            # that load_state_dict reports them as unexpected
-            state = {
-                k: v for k, v in state.items() if not k.split(".")[0].isdigit() or int(k.split(".")[0]) <= stop
-            }
-            missing, unexpected = features.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise BuildError(
-                    f"vgg19 weights {weights or 'IMAGENET1K_V1'} do not match torchvision's vgg19 "
-                    f"features (missing {missing[:3]}, unexpected {unexpected[:3]})"
-                )
+        found = load_pretrained("torchvision", "vgg19", file=weights) if pretrained or weights is not None else None
+        if found is not None:
+            _load_vgg_features(features, found, stop)
         self.layers = features
-        self.normalize = _Normalize(IMAGENET_MEAN, IMAGENET_STD) if normalize else nn.Identity()
+        preprocessing = (found.preprocessing if found is not None else None) or IMAGENET
+        self.normalize = _Normalize(preprocessing) if normalize else nn.Identity()
         block = int(layer[4])
         self.taps: list[int] = [VGG19_NAMES.index(f"relu{b}_1") for b in range(1, block)] + [stop]
         self.feature_info = [
@@ -208,6 +191,26 @@ def _check_timm_weights(model_name: str, state: dict[str, Tensor], path: str) ->
         )
 
 
+def _create_timm(model_name: str, found: Pretrained | None, **kwargs: object) -> nn.Module:
+    """``timm.create_model``, with ``found``'s state dict as its pretrained weights (timm's
+    ``load_pretrained`` adapts them: its filters, classifier, input channels)."""
+    import timm
+
+    if found is not None:
+        kwargs["pretrained_cfg_overlay"] = {"state_dict": found.state_dict, "source": "timm"}
+    try:
+        model = timm.create_model(model_name, pretrained=found is not None, **kwargs)
+    except GancrError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise BuildError(f"timm could not create {model_name!r}: {exc}") from None
+    for module in model.modules():  # timm keeps its config, which would keep the weights alive twice
+        cfg = getattr(module, "pretrained_cfg", None)
+        if isinstance(cfg, dict):
+            cfg.pop("state_dict", None)
+    return model
+
+
 class TimmEncoder(Frozen):
     """Any timm backbone as an encoder, through timm's ``features_only`` and ``feature_info``."""
 
@@ -233,27 +236,16 @@ class TimmEncoder(Frozen):
             kwargs["features_only"] = True
             if out_indices is not None:
                 kwargs["out_indices"] = tuple(out_indices)
-        if weights is not None:
-            _check_timm_weights(model_name, load_state_dict_file(weights, f"timm {model_name} weights"), weights)
-            kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
-        elif pretrained:  # cached weights load without the network; offline fails now, not after retries
-            cached = timm_pretrained_file(model_name)
-            if cached is not None:
-                kwargs["pretrained_cfg_overlay"] = {"file": str(cached)}
-        try:
-            model = timm.create_model(model_name, pretrained=pretrained or weights is not None, **kwargs)
-        except GancrError:
-            raise
-        except (OSError, RuntimeError, ValueError) as exc:
-            if pretrained and weights is None:
-                raise _download_error(f"timm {model_name}", exc, "timm's pretrained_cfg names the file") from None
-            raise BuildError(f"timm could not create {model_name!r}: {exc}") from None
+        found = load_pretrained("timm", model_name, file=weights) if pretrained or weights is not None else None
+        if weights is not None and found is not None:
+            _check_timm_weights(model_name, found.state_dict, weights)
+        model = _create_timm(model_name, found, **kwargs)
         self.model = model
         self.features_only = features_only
         cfg = getattr(model, "pretrained_cfg", {}) or {}
-        mean = tuple(cfg.get("mean", IMAGENET_MEAN))
-        std = tuple(cfg.get("std", IMAGENET_STD))
-        self.normalize = _Normalize(mean, std) if normalize else nn.Identity()
+        preprocessing = (found.preprocessing if found is not None else None) or Preprocessing(
+            tuple(cfg.get("mean", IMAGENET.mean)), tuple(cfg.get("std", IMAGENET.std)))
+        self.normalize = _Normalize(preprocessing) if normalize else nn.Identity()
         if features_only:
             fi = model.feature_info
             self.feature_info = [

@@ -16,7 +16,7 @@ from torch import Tensor
 from gancr.data.images import decode_image, resize_image
 from gancr.data.sources import Source, count_images, resolve_source, source_label
 from gancr.errors import DataError, ResourceError
-from gancr.files import human_size
+from gancr.storage.files import human_size
 from gancr.resources import available_memory
 
 __all__ = ["DataWarning", "UnpairedImages", "DeviceAugment"]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gancr.errors import DataError
-from gancr.files import atomic_write_bytes
+from gancr.storage.files import atomic_write_bytes
 
 __all__ = ["load_image", "load_alpha", "save_image", "decode_image", "resize_image"]
 
@@ -130,7 +130,7 @@ def load_alpha(path: str | os.PathLike) -> Tensor | None:
 
 
 def save_image(tensor: Tensor, path: str | os.PathLike) -> Path:
-    """Write an image atomically (a temporary file in the same folder, then a rename; :mod:`gancr.files`).
+    """Write an image atomically (a temporary file in the same folder, then a rename; :mod:`gancr.storage.files`).
 
     Args:
         tensor: ``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1] (values outside are clipped).

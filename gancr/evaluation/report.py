@@ -30,10 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gancr.errors import GancrError
+from gancr.errors import CheckpointError, GancrError
 from gancr.evaluation.tables import table_rows
-from gancr.files import atomic_write_bytes, check_output
-from gancr.runs import atomic_write_text
+from gancr.storage import RunDir
+from gancr.storage.files import atomic_write_bytes, atomic_write_text, check_output
+from gancr.storage.reader import safetensors_header
 
 __all__ = ["write_report", "read_metrics", "ReportError", "MAX_SAMPLES"]
 
@@ -62,7 +63,7 @@ def _matplotlib() -> Any:
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of ``RUN_DIR/metrics.jsonl`` (a line cut by a kill is skipped), by step."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = RunDir(run_dir).metrics_file
     if not path.is_file():
         raise ReportError(f"{run_dir} has no metrics.jsonl: is it a run directory written by `gancr train`?")
     rows = []
@@ -299,21 +300,18 @@ def _eval_section(result: dict[str, Any], source: Path) -> str:
     )
 
 
-def _generator_summary(run_dir: Path) -> str:
-    path = run_dir / "generator.safetensors"
+def _generator_summary(run: RunDir) -> str:
+    """The generator file's name, parameters and size, from its header (no tensor is read)."""
+    path = run.generator_file
     if not path.is_file():
         return "not written yet (training did not finish)"
     try:
-        from safetensors import safe_open
-
-        n = 0
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key.startswith("generator/"):
-                    n += math.prod(f.get_slice(key).get_shape())
-        return f"{path.name} ({n / 1e6:.2f}M generator parameters, {path.stat().st_size / 1e6:.1f} MB)"
-    except Exception:  # noqa: BLE001 - a summary only
-        return path.name
+        header = safetensors_header(path, "generator file")
+    except CheckpointError as exc:
+        return f"{path.name} ({exc})"
+    n = sum(math.prod(entry.get("shape") or ()) for key, entry in header.items()
+            if key.startswith("generator/") and isinstance(entry, dict) and isinstance(entry.get("shape"), list))
+    return f"{path.name} ({n / 1e6:.2f}M generator parameters, {path.stat().st_size / 1e6:.1f} MB)"
 
 
 _CSS = """
@@ -334,20 +332,16 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 """
 
 
-def _read_spec(path: Path) -> tuple[dict[str, Any] | None, str, str]:
+def _read_spec(run: RunDir) -> tuple[dict[str, Any] | None, str, str]:
     """(the spec as data, its text, a one-line summary) of a run's spec.yaml, whatever the file holds."""
-    if not path.is_file():
+    if not run.spec_file.is_file():
         return None, "", ""
-    import yaml
-
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError, RecursionError) as exc:
+        text = run.spec_file.read_text(encoding="utf-8", errors="replace")
+        data = run.spec()
+    except (OSError, GancrError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, locals().get("text", ""), f"(spec.yaml is not a readable spec: {reason})"
-    if not isinstance(data, dict):
-        return None, text, f"(spec.yaml holds a {type(data).__name__}, not a spec)"
+        return None, locals().get("text", ""), f"({reason})"
     try:
         from gancr.spec import load_spec
 
@@ -374,18 +368,18 @@ def write_report(
     Raises:
         ReportError: not a run directory, or matplotlib is not installed.
     """
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ReportError(f"no run directory at {run}")
-    rows = read_metrics(run)
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise ReportError(f"no run directory at {run.path}")
+    rows = read_metrics(run.path)
     if not rows:
-        raise ReportError(f"{run / 'metrics.jsonl'} has no logged steps yet")
+        raise ReportError(f"{run.metrics_file} has no logged steps yet")
     plt = _matplotlib()
-    html_path = check_output(Path(out) if out is not None else run / "report" / "index.html", what="the report")
+    html_path = check_output(Path(out) if out is not None else run.path / "report" / "index.html", what="the report")
     folder = html_path.parent
     stem = html_path.stem
 
-    spec, spec_text, summary = _read_spec(run / "spec.yaml")
+    spec, spec_text, summary = _read_spec(run)
     stages = _stage_names(spec, rows)
     total = int(sum(_number(s.get("steps")) or 0 for s in _stages(spec))) or None
 
@@ -393,7 +387,7 @@ def write_report(
     weights = _plot_weights(plt, rows, folder / f"{stem}-weights.png")
     throughput = _plot_throughput(plt, rows, folder / f"{stem}-throughput.png")
 
-    samples = _pick_samples(sorted((run / "samples").glob("step_*.png")))
+    samples = _pick_samples(run.samples())
     copied = []
     for s in samples:
         target = folder / f"{stem}-sample-{s.name}"
@@ -402,7 +396,7 @@ def write_report(
         step = s.stem.split("_")[-1].lstrip("0") or "0"
         copied.append((target.name, step))
 
-    eval_path = Path(eval_json) if eval_json is not None else run / "eval.json"
+    eval_path = Path(eval_json) if eval_json is not None else run.path / "eval.json"
     if eval_json is not None and not eval_path.is_file():
         raise ReportError(f"no evaluation file at {eval_path}")
     eval_html = ""
@@ -414,12 +408,12 @@ def write_report(
     else:
         eval_html = (
             "<p>No evaluation yet. Write one with <code>gancr eval --checkpoint "
-            f"{html.escape(str(run))} --content DIR --style DIR --json {html.escape(str(run / 'eval.json'))}</code>.</p>"
+            f"{html.escape(str(run.path))} --content DIR --style DIR --json {html.escape(str(run.path / 'eval.json'))}</code>.</p>"
         )
 
     last = rows[-1]
     meta = [
-        ("run directory", str(run.resolve())),
+        ("run directory", str(run.path.resolve())),
         ("spec", summary or "(no spec.yaml)"),
         ("steps logged", f"{last['step']}" + (f" of {total}" if total else "")),
         ("generator", _generator_summary(run)),
@@ -434,10 +428,10 @@ def write_report(
     ) or "<p>No sample grids in samples/.</p>"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>gancr report: {html.escape(run.resolve().name)}</title>
+<title>gancr report: {html.escape(run.path.resolve().name)}</title>
 <style>{_CSS}</style></head>
 <body>
-<h1>Training report: {html.escape(run.resolve().name)}</h1>
+<h1>Training report: {html.escape(run.path.resolve().name)}</h1>
 <p class="notes">gancr {html.escape(__version__)}</p>
 {_table(["", ""], meta, "meta").replace("<thead><tr><th></th><th></th></tr></thead>", "")}
 <h2 id="losses">Loss curves per stage</h2>

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gancr.metrics.docs import METRIC_DOCS
-from gancr.runs import atomic_write_text
+from gancr.storage.files import atomic_write_text
 from gancr.text import text_table
 
 __all__ = ["MetricSpec", "METRICS", "table_rows", "format_table", "markdown_table", "metric_docs_markdown", "write_json"]

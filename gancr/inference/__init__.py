@@ -10,14 +10,12 @@
 from gancr.inference.load import Run, load_content_net, load_generator, open_run
 from gancr.inference.strength import StrengthBlend, check_alpha
 from gancr.inference.stylize import fastest_precision, stylize, stylize_tensor
-from gancr.runs import resolve_weights_path
 
 __all__ = [
     "Run",
     "open_run",
     "load_generator",
     "load_content_net",
-    "resolve_weights_path",
     "stylize",
     "stylize_tensor",
     "fastest_precision",

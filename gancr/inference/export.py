@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gancr.errors import GancrError
-from gancr.files import atomic_write, check_output, write_bytes
 from gancr.inference.load import load_generator
-from gancr.runs import generator_file_bytes
+from gancr.storage.files import atomic_write, check_output, write_bytes
+from gancr.storage.records import InferenceWeights, generator_file_bytes
 
 __all__ = [
     "FORMATS",
@@ -261,7 +261,7 @@ def export_torchscript(generator: nn.Module, out: str | os.PathLike[str], *, che
 
 
 def export_safetensors(generator: nn.Module, out: str | os.PathLike[str], *, check: bool = True) -> ExportResult:
-    """Write the generator's weights (``generator/`` prefix) and spec: a file for ``load_generator``.
+    """Write the generator's weights and spec (:class:`~gancr.storage.InferenceWeights`): a file for ``load_generator``.
 
     Only the chosen weights are kept (EMA or not); no content net, no discriminator. The file
     is written atomically, and checked before it replaces what was at ``out``.
@@ -271,10 +271,9 @@ def export_safetensors(generator: nn.Module, out: str | os.PathLike[str], *, che
         raise GancrError("export --format safetensors needs a generator with its spec (use gancr.load_generator)")
     out = check_output(out)
     ema = bool(getattr(generator, "uses_ema", False))
-    tensors = {f"generator/{k}": v for k, v in generator.state_dict().items()}
     result = ExportResult(out, "safetensors", ema, int(generator.reduction))
-
-    data = generator_file_bytes(tensors, spec.to_dict(), {"exported": True, "ema": ema}, out)
+    weights = InferenceWeights(spec.to_dict(), generator.state_dict(), exported=True, uses_ema=ema)
+    data = generator_file_bytes(weights, out)
 
     def write(tmp: Path) -> None:
         write_bytes(tmp, data)

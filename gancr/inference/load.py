@@ -4,7 +4,7 @@ A trained run is read from its ``generator.safetensors`` (written at the end of 
 or from a checkpoint ``checkpoints/step_N.pt`` (read with ``weights_only=True``). The
 spec stored with the weights rebuilds the generator, so no code is ever unpickled.
 
-:func:`open_run` reads a run once (:func:`gancr.runs.read_run`); the :class:`Run` it returns
+:func:`open_run` reads a run once (:func:`gancr.storage.read_run`); the :class:`Run` it returns
 builds the generator and the content net from that one read, so a caller that needs both
 (``gancr stylize --alpha``, ``gancr eval``) reads and validates the run once.
 """
@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from gancr.builder import build_component, build_content_net, build_generator
 from gancr.errors import CheckpointError, SpecError
-from gancr.integrity import nonfinite
-from gancr.runs import RunWeights, read_run
 from gancr.spec import Spec, load_spec
+from gancr.storage import InferenceWeights, read_run
+from gancr.storage.integrity import nonfinite
 
 __all__ = ["Run", "open_run", "inference_spec", "load_generator", "load_content_net"]
 
@@ -74,19 +74,19 @@ def _load(module: nn.Module, state: dict[str, Tensor], what: str, path: Path) ->
 
 
 class Run:
-    """A trained run, read once: its weights (:class:`~gancr.runs.RunWeights`) and its spec.
+    """A trained run, read once: its weights (:class:`~gancr.storage.InferenceWeights`) and its spec.
 
     Args:
-        weights: what :func:`gancr.runs.read_run` read.
+        weights: what :func:`gancr.storage.read_run` read.
     """
 
-    def __init__(self, weights: RunWeights):
+    def __init__(self, weights: InferenceWeights):
         self.weights = weights
         self._spec: Spec | None = None
 
     @property
-    def path(self) -> Path:
-        """The file the weights were read from."""
+    def path(self) -> Path | None:
+        """The file the weights were read from (None for weights made in memory)."""
         return self.weights.path
 
     @property

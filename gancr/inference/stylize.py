@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from gancr.data import DataWarning, is_image_name, load_alpha, load_image, resolve_source, save_image
 from gancr.devices import resolve_device
 from gancr.errors import DataError, GancrError, ResourceError
-from gancr.files import check_output, human_size
+from gancr.storage.files import check_output, human_size
 from gancr.inference.load import open_run
 from gancr.inference.strength import StrengthBlend, check_alpha
 from gancr.inference.tiling import tiled_forward

@@ -23,6 +23,8 @@ from torch import Tensor
 from gancr.errors import GancrError
 from gancr.metrics._checks import check_images
 from gancr.metrics.features import WeightsUnavailable
+from gancr.storage.pretrained import hub_checkpoints_dir
+from gancr.storage.reader import read_state_dict
 
 __all__ = [
     "FID_INCEPTION_FILES",
@@ -50,10 +52,6 @@ _LANDMARKS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "
 _EXTRACTOR = "inception-v3-compat"
 
 
-def _hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def fid_inception_file(weights: str | os.PathLike[str] | None = None) -> Path:
     """The FID Inception file to load: ``weights``, else one of :data:`FID_INCEPTION_FILES` in
     torch hub's cache (``$TORCH_HOME/hub/checkpoints``). Never touches the network.
@@ -69,7 +67,7 @@ def fid_inception_file(weights: str | os.PathLike[str] | None = None) -> Path:
                 f"{FID_INCEPTION_FILES[0]} (download it on a connected machine from {FID_INCEPTION_URL})"
             )
         return path
-    cache = _hub_checkpoints()
+    cache = hub_checkpoints_dir()
     for name in FID_INCEPTION_FILES:
         if (cache / name).is_file():
             return cache / name
@@ -108,8 +106,6 @@ class FIDInception:
     """
 
     def __init__(self, weights: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"):
-        from gancr.weights import load_state_dict_file
-
         path = fid_inception_file(weights)
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -118,7 +114,7 @@ class FIDInception:
                 "the FID Inception runs through torch-fidelity, which is not installed: "
                 "pip install 'gancr[metrics]'"
             ) from None
-        state = load_state_dict_file(path, "FID Inception weights")
+        state = read_state_dict(path, "FID Inception weights")
         missing = [k for k in _LANDMARKS if k not in state]
         if missing:  # before building the network: a file of another network entirely
             raise GancrError(f"FID Inception weights: {path} is not the FID Inception's state dict: "

@@ -20,6 +20,8 @@ from torch import Tensor
 
 from gancr.errors import GancrError
 from gancr.metrics.features import WeightsUnavailable
+from gancr.storage.pretrained import hub_checkpoints_dir
+from gancr.storage.reader import read_state_dict
 
 __all__ = ["LPIPS_BACKBONE_FILE", "LPIPS_BACKBONE_URL", "LPIPS", "lpips_backbone_file"]
 
@@ -40,7 +42,7 @@ def lpips_backbone_file(weights: str | os.PathLike[str] | None = None) -> Path:
             raise WeightsUnavailable(f"LPIPS backbone weights: no such file {str(path)!r} "
                                      f"(torchvision's AlexNet, {LPIPS_BACKBONE_FILE})")
         return path
-    path = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILE
+    path = hub_checkpoints_dir() / LPIPS_BACKBONE_FILE
     if not path.is_file():
         raise WeightsUnavailable(
             f"LPIPS needs torchvision's AlexNet weights, which are not on this machine ({path}); gancr "
@@ -63,14 +65,12 @@ class LPIPS:
     """
 
     def __init__(self, weights: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"):
-        from gancr.weights import load_state_dict_file
-
         path = lpips_backbone_file(weights)
         try:
             import lpips
         except ImportError:
             raise GancrError("LPIPS needs the lpips package, which is not installed: pip install 'gancr[metrics]'") from None
-        state = load_state_dict_file(path, "LPIPS backbone weights")
+        state = read_state_dict(path, "LPIPS backbone weights")
         with warnings.catch_warnings():  # lpips asks torchvision with its old `pretrained=` argument
             warnings.simplefilter("ignore")
             model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)  # learned heads from the wheel

@@ -3,7 +3,7 @@
 YAML's safe loader keeps the last of two equal keys and JSON's parser takes ``NaN`` and
 ``Infinity``; a spec is read so that neither happens silently. Data of any origin (a file, a
 mapping, a spec stored in a checkpoint) is checked by :func:`check_plain_values` before it
-is merged or validated: nothing nests deeper than :data:`~gancr.integrity.MAX_DEPTH`
+is merged or validated: nothing nests deeper than :data:`~gancr.storage.integrity.MAX_DEPTH`
 (hostile input would otherwise end in ``RecursionError``), and no number is NaN or infinite
 (a learning rate of ``.inf`` would train a generator of NaNs).
 """
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from gancr.errors import SpecError
-from gancr.integrity import MAX_DEPTH, depth
+from gancr.storage.integrity import MAX_DEPTH, depth
 
 __all__ = ["parse_spec_text", "check_plain_values"]
 
@@ -76,7 +76,7 @@ def parse_spec_text(text: str, kind: str, source: str | None) -> Any:
 
 
 def check_plain_values(data: Any, source: str | None = None) -> None:
-    """No nesting deeper than :data:`~gancr.integrity.MAX_DEPTH`, no NaN or infinite number, anywhere.
+    """No nesting deeper than :data:`~gancr.storage.integrity.MAX_DEPTH`, no NaN or infinite number, anywhere.
 
     Raises:
         SpecError: naming the path of each non-finite number.

@@ -1,6 +1,7 @@
 """What a training checkpoint holds besides the weights: the random states of every generator.
 
-Checkpoint files themselves (atomic writes, safe loads, rotation) are :mod:`gancr.runs`.
+The checkpoint record and its file are :mod:`gancr.storage.records`; a run folder's checkpoints,
+:class:`gancr.storage.RunDir`.
 """
 
 from __future__ import annotations

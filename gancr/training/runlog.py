@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
-from gancr.files import write_error
 from gancr.progress import Progress
-from gancr.runs import atomic_write_text
+from gancr.storage import RunDir
+from gancr.storage.files import atomic_write_text, write_error
 
 __all__ = ["RunLog", "postfix", "trim_metrics"]
 
@@ -19,7 +18,7 @@ class RunLog:
     (processes other than rank 0).
 
     Args:
-        out_dir: the run directory (``metrics.jsonl`` and ``tensorboard/`` go there).
+        run: the run directory (``metrics.jsonl`` and ``tensorboard/`` go there).
         training: the spec's ``training`` section (read, never changed: a resumed run compares
             it with the checkpoint's). With ``tensorboard: true`` but TensorBoard not installed,
             only ``metrics.jsonl`` is written.
@@ -29,14 +28,14 @@ class RunLog:
             one plain line every few steps: :class:`gancr.progress.Progress`).
     """
 
-    def __init__(self, out_dir: Path, training: Any, *, enabled: bool, quiet: bool, total: int, initial: int):
-        self.out_dir, self.training, self.enabled = out_dir, training, enabled
+    def __init__(self, run: RunDir, training: Any, *, enabled: bool, quiet: bool, total: int, initial: int):
+        self.run, self.training, self.enabled = run, training, enabled
         self.bar = Progress(total, "train", "step", initial=initial, enabled=enabled and not quiet)
         try:
-            self.file = open(out_dir / "metrics.jsonl", "a", encoding="utf-8") if enabled else None
+            self.file = open(run.metrics_file, "a", encoding="utf-8") if enabled else None
         except OSError as exc:
             self.bar.close()
-            raise write_error(exc, out_dir / "metrics.jsonl") from None
+            raise write_error(exc, run.metrics_file) from None
         self.tensorboard: Any = None
         self.tensorboard_missing = False
         self.shown = ""  # the progress display's losses, until the first step that logs
@@ -53,7 +52,7 @@ class RunLog:
             self.file.write(json.dumps(metrics) + "\n")
             self.file.flush()
         except OSError as exc:
-            raise write_error(exc, self.out_dir / "metrics.jsonl",
+            raise write_error(exc, self.run.metrics_file,
                               kept="the lines written before are kept, and so are the checkpoints") from None
         if not self.training.tensorboard or self.tensorboard_missing:
             return
@@ -63,7 +62,7 @@ class RunLog:
             except ImportError:
                 self.tensorboard_missing = True  # as documented: TensorBoard logs when installed
                 return
-            self.tensorboard = SummaryWriter(str(self.out_dir / "tensorboard"))
+            self.tensorboard = SummaryWriter(str(self.run.tensorboard_dir))
         for key, value in metrics.items():
             if key not in ("step", "time") and math.isfinite(value):
                 self.tensorboard.add_scalar(key, value, int(metrics["step"]))
@@ -94,9 +93,9 @@ def postfix(metrics: dict[str, float], rate: float | None) -> str:
     return ", ".join(parts)
 
 
-def trim_metrics(out_dir: Path, step: int) -> None:
+def trim_metrics(run: RunDir, step: int) -> None:
     """Drop logged steps after ``step`` (a resumed checkpoint's) so ``metrics.jsonl`` stays consistent."""
-    path = out_dir / "metrics.jsonl"
+    path = run.metrics_file
     if not path.exists():
         return
     kept = []

@@ -17,8 +17,8 @@ from torch import Tensor
 from gancr._torch_compat import fused_step_unless
 from gancr.components.base import LossContext, StyleBatch, weighted
 from gancr.errors import TrainingError
-from gancr.runs import latest_checkpoint
 from gancr.spec import StageSpec
+from gancr.storage import RunDir
 from gancr.training.parts import lr_factor
 
 __all__ = ["TrainingStep", "nonfinite_flag"]
@@ -36,6 +36,7 @@ class TrainingStep:
 
     # attributes set by Trainer.__init__
     spec: Any
+    run: RunDir
     step: int
     nonfinite: int
     _unread: list[tuple[int, list[str], Tensor, list[str], Tensor | None]]  # steps whose losses are not read yet
@@ -192,8 +193,8 @@ class TrainingStep:
         what = ", ".join(f"{k}={v}" for k, v in bad.items())
         limit = self.spec.training.max_nonfinite_steps
         if self.nonfinite >= limit:
-            last = latest_checkpoint(self.out_dir / "checkpoints")
-            kept = f"the last checkpoint, {last}, is intact" if last else "no checkpoint was written yet"
+            last = self.run.newest_checkpoint()
+            kept = f"the last checkpoint, {last.path}, is intact" if last else "no checkpoint was written yet"
             which = f"last, {where}" if step == now else f"the last at step {step}, {where}"
             raise TrainingError(
                 f"stopped at step {now}: {self.nonfinite} consecutive steps had non-finite "

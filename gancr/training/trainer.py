@@ -34,21 +34,11 @@ from torch import Tensor, nn
 from gancr.builder import build, build_losses
 from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
 from gancr.errors import CheckpointError, GancrError, ResourceError, WriteError
-from gancr.files import RunLock, check_output, human_size, remove_orphans
 from gancr.plugins import call_hook
-from gancr.runs import (
-    atomic_write_text,
-    checkpoint_path,
-    clear_run_files,
-    list_checkpoints,
-    load_latest_checkpoint,
-    prune_checkpoints,
-    run_files,
-    save_checkpoint,
-    save_generator,
-)
 from gancr.resources import activation_bytes, available_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec
+from gancr.storage import Checkpoint, InferenceWeights, RunDir, RunLock, check_output, human_size
+from gancr.storage.records import NETS
 from gancr.training.checkpoint import get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
 from gancr.training.parts import EMA, ImagePool, make_optimizer
@@ -155,7 +145,7 @@ class Trainer(TrainingStep):
         dataset: Any = None,
     ):
         self.spec: Spec = spec if isinstance(spec, Spec) and not overrides else load_spec(spec, overrides)
-        self.out_dir = Path(out_dir)
+        self.run = RunDir(out_dir)  # where every file of the run goes
         if resume and overwrite:
             raise GancrError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
         self.overwrite = overwrite
@@ -251,6 +241,11 @@ class Trainer(TrainingStep):
     # set-up helpers
     # ------------------------------------------------------------------------------------
 
+    @property
+    def out_dir(self) -> Path:
+        """The run directory (:attr:`run` knows its files)."""
+        return self.run.path
+
     @staticmethod
     def _seed_everything(seed: int) -> None:
         random.seed(seed)
@@ -298,7 +293,7 @@ class Trainer(TrainingStep):
         """
         main = self.dist.is_main
         if main:
-            self._lock = RunLock(self.out_dir)  # one process per run folder; the OS frees it when we die
+            self._lock = self.run.lock()  # one process per run folder; the OS frees it when we die
         try:
             return self._fit()
         finally:
@@ -308,7 +303,7 @@ class Trainer(TrainingStep):
 
     def _check_not_another_run(self) -> None:
         """A new run goes into a folder without another run's files (or ``overwrite`` clears them)."""
-        found = run_files(self.out_dir)
+        found = self.run.files()
         if not found:
             return
         if not self.overwrite or self._lock is None:
@@ -319,7 +314,7 @@ class Trainer(TrainingStep):
                 f"{self.out_dir} holds another run ({names}); continue it with --resume, replace it with "
                 "--overwrite, or train into a new folder"
             )
-        clear_run_files(self.out_dir)
+        self.run.clear()
 
     def _fit(self) -> FitResult:
         t = self.spec.training
@@ -327,11 +322,10 @@ class Trainer(TrainingStep):
         if main:
             if self.resumed_from is None and self.step == 0:
                 self._check_not_another_run()  # again, now that the folder is ours
-            for folder in (self.out_dir, self.out_dir / "checkpoints", self.out_dir / "samples"):
-                remove_orphans(folder)  # temporary files of writes that a kill cut short
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "spec.yaml", self.spec.to_yaml())
-            trim_metrics(self.out_dir, self.step)
+            self.run.remove_orphans()  # temporary files of writes that a kill cut short
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            self.run.write_spec(self.spec.to_yaml())
+            trim_metrics(self.run, self.step)
         stop = self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps)
         loader = torch.utils.data.DataLoader(
             self.dataset,
@@ -345,7 +339,7 @@ class Trainer(TrainingStep):
         last_ckpt: Path | None = None
         generator_path: Path | None = None
         current_stage = -1
-        log = RunLog(self.out_dir, t, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
+        log = RunLog(self.run, t, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
         signals = StopSignals(self.request_stop).__enter__()
         rate: float | None = None
         try:
@@ -394,7 +388,7 @@ class Trainer(TrainingStep):
             if not is_allocation_error(exc):
                 raise
             t = self.spec.training
-            kept = self._newest_checkpoint()
+            kept = self._intact_checkpoint()
             raise memory_error(
                 exc, f"training step {self.step + 1} (batches of {t.batch_size} crops of {t.image_size} px)",
                 "training.batch_size or training.image_size (or data.load_size, or the model's widths)"
@@ -446,22 +440,25 @@ class Trainer(TrainingStep):
         with eval_mode(gen, self.content_net), self._autocast():
             rows = torch.stack([x, self.content_net(x).float(), gen(x).float()], dim=1)
         grid = make_grid(rows.flatten(0, 1).clamp(0, 1).cpu(), nrow=3, padding=2, pad_value=1.0)
-        return save_image(grid, self.out_dir / "samples" / f"step_{self.step:07d}.png")
+        return save_image(grid, self.run.sample_file(self.step))
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs: models, optimisers, scaler, EMA, pool, random states."""
-        return {
-            "models": self.trio.state_dict(),
-            "losses": self.loss_modules.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema is not None else {},
-            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            "scaler": self.scaler.state_dict(),
-            "pool": self.pool.state_dict(),
-            "rng": get_rng_state(),
-            "nonfinite": self.nonfinite,
-            "stage": self.stage_index(max(self.step - 1, 0)),
-            "spec": self.spec.to_dict(),
-        }
+    def checkpoint(self) -> Checkpoint:
+        """Everything a resume needs, as a record: models, optimisers, scaler, EMA, pool, random states."""
+        return Checkpoint(
+            step=self.step,
+            spec=self.spec.to_dict(),
+            generator=self.generator.state_dict(),
+            content_net=self.content_net.state_dict(),
+            discriminator=self.discriminator.state_dict(),
+            ema=self.ema.module.state_dict() if self.ema is not None else None,
+            losses=self.loss_modules.state_dict(),
+            optimizers={name: opt.state_dict() for name, opt in self.optimizers.items()},
+            scaler=self.scaler.state_dict(),
+            pool=self.pool.state_dict(),
+            rng=get_rng_state(),
+            nonfinite=self.nonfinite,
+            stage=self.stage_index(max(self.step - 1, 0)),
+        )
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_<N>.pt`` atomically and keep the newest ``keep``.
@@ -469,26 +466,26 @@ class Trainer(TrainingStep):
         Under ``torchrun`` rank 0 writes it and every process waits for it (a barrier).
         """
         self.settle()  # the count of skipped steps it keeps is exact
-        directory = self.out_dir / "checkpoints"
-        path = checkpoint_path(directory, self.step)
+        path = self.run.checkpoint_file(self.step)
         if self.dist.is_main:
             try:
-                path = save_checkpoint(directory, self.step, self.state_dict())
+                path = self.run.save_checkpoint(self.checkpoint())
             except WriteError as exc:
-                kept = self._newest_checkpoint()
+                kept = self._intact_checkpoint()
                 raise WriteError(
                     f"{exc} " + (f"The newest complete checkpoint, {kept}, is intact: continue from it with --resume "
                                  "once the problem is solved." if kept else "No checkpoint of this run was written yet."),
                     path=exc.path,
                 ) from None
-            prune_checkpoints(directory, self.spec.training.checkpoint.keep)
+            self.run.prune_checkpoints(self.spec.training.checkpoint.keep)
             call_hook("gancr_on_checkpoint", trainer=self, step=self.step, path=path)
         self.dist.barrier()
         return path
 
-    def _newest_checkpoint(self) -> Path | None:
-        found = list_checkpoints(self.out_dir / "checkpoints")
-        return found[-1][1] if found else None
+    def _intact_checkpoint(self) -> Path | None:
+        """The newest checkpoint that loads, for messages that say what a failure left intact."""
+        found = self.run.newest_checkpoint()
+        return found.path if found is not None else None
 
     def _check_step_memory(self) -> None:
         """Refuse a step that clearly cannot fit (its activations alone exceed the free memory)."""
@@ -511,14 +508,11 @@ class Trainer(TrainingStep):
 
     def save_generator(self) -> Path:
         """``generator.safetensors``: generator (and EMA) and content-net weights, with the spec."""
-        tensors = {f"generator/{k}": v for k, v in self.generator.state_dict().items()}
-        if self.ema is not None:
-            tensors.update({f"ema/{k}": v for k, v in self.ema.module.state_dict().items()})
-        # a shared encoder (share_encoder: true) is stored twice: safetensors refuses tensors
-        # that share memory
-        tensors.update({f"content_net/{k}": v.clone() for k, v in self.content_net.state_dict().items()})
-        return save_generator(self.out_dir / "generator.safetensors", tensors, self.spec.to_dict(),
-                              {"step": self.step, "ema": self.ema is not None})
+        return self.run.save_generator(InferenceWeights(
+            self.spec.to_dict(), self.generator.state_dict(),
+            self.ema.module.state_dict() if self.ema is not None else None,
+            self.content_net.state_dict(), step=self.step,
+        ))
 
     def _check_resumed_spec(self, saved: dict[str, Any] | None, path: Path) -> None:
         """The run's model and losses must not change on resume; training settings may (warned)."""
@@ -531,7 +525,7 @@ class Trainer(TrainingStep):
             raise CheckpointError(
                 f"--resume: {path} was trained with a different model or losses ({', '.join(fixed[:5])}"
                 f"{' ...' if len(fixed) > 5 else ''}); resume with the run's own spec: "
-                f"gancr train {self.out_dir / 'spec.yaml'} --out {self.out_dir} --resume"
+                f"gancr train {self.run.spec_file} --out {self.out_dir} --resume"
             )
         other = [p for p in changed if p.split(".")[0] not in ("description",)]
         if other:
@@ -543,33 +537,33 @@ class Trainer(TrainingStep):
             )
 
     def _restore(self) -> None:
-        directory = self.out_dir / "checkpoints"
-        found = load_latest_checkpoint(directory, map_location=self.device)
+        found = self.run.newest_checkpoint(map_location=self.device)
         if found is None:
             raise CheckpointError(
-                f"--resume: no complete checkpoint in {directory}; start the run again with --overwrite "
-                "(or into a new folder)"
+                f"--resume: no complete checkpoint in {self.run.checkpoints_dir}; start the run again with "
+                "--overwrite (or into a new folder)"
             )
-        path, state = found
-        self._check_resumed_spec(state.get("spec"), path)
+        path, state = found.path, found.checkpoint
+        self._check_resumed_spec(state.spec, path)
         try:
-            self.trio.load_state_dict(state["models"])
-            self.loss_modules.load_state_dict(state["losses"])
-            if self.ema is not None and state.get("ema"):
-                self.ema.module.load_state_dict(state["ema"])
+            for name in NETS:
+                getattr(self, name).load_state_dict(getattr(state, name))
+            self.loss_modules.load_state_dict(state.losses)
+            if self.ema is not None and state.ema:
+                self.ema.module.load_state_dict(state.ema)
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
+                opt.load_state_dict(state.optimizers[name])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(
                 f"checkpoint {path} does not match the spec ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
                 "resume with the spec the run was started with"
             ) from None
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.pool.load_state_dict(state.get("pool", {}), self.device)
-        set_rng_state(state["rng"])
-        self.nonfinite = int(state.get("nonfinite", 0))
-        self.step = int(state["step"])
+        if state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.pool.load_state_dict(state.pool, self.device)
+        set_rng_state(state.rng)
+        self.nonfinite = state.nonfinite
+        self.step = state.step
         self.resumed_from = path
         if self.dist.enabled:  # per-process noise again, whatever the world size was before
             torch.manual_seed(self.spec.training.seed + 7919 * self.dist.rank + self.step)
