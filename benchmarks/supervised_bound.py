@@ -37,14 +37,8 @@ from gancr.bench.quality import (  # noqa: E402
     prepare_spec,
 )
 from gancr.data import DeviceAugment, load_image, resolve_source, save_image  # noqa: E402
+from gancr.data.resize import resize  # noqa: E402
 from gancr.evaluation import evaluate, write_json  # noqa: E402
-
-
-def resized(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """``(B, C, H, W)`` resized by ``scale`` (antialiased bilinear), clamped to [0, 1]."""
-    h, w = images.shape[-2:]
-    return F.interpolate(images, size=(round(h * scale), round(w * scale)), mode="bilinear",
-                         antialias=True).clamp(0, 1)
 
 
 def paired_images(load_size: int) -> list[torch.Tensor]:
@@ -55,7 +49,7 @@ def paired_images(load_size: int) -> list[torch.Tensor]:
         x, t = load_image(p), load_image(c)
         if x.shape != t.shape:
             raise SystemExit(f"{p.name} and {c.name} differ in size: not a photograph and its cartoon")
-        pairs.append(resized(torch.cat([x, t])[None], load_size / min(x.shape[-2:]))[0])
+        pairs.append(resize(torch.cat([x, t]), scale=load_size / min(x.shape[-2:])))
     return pairs
 
 
@@ -73,7 +67,7 @@ def save_grid(generator: torch.nn.Module, longer_side: int, path: Path) -> None:
     rows = []
     for p, c in zip(resolve_source("builtin:holdout"), resolve_source("builtin:holdout_cartoon"), strict=True):
         x, t = load_image(p), load_image(c)
-        x, t = (resized(i[None], longer_side / max(x.shape[-2:])) for i in (x, t))
+        x, t = (resize(i[None], scale=longer_side / max(x.shape[-2:])) for i in (x, t))
         rows.append(torch.cat([x, generator(x).clamp(0, 1), t], dim=3))
     width = max(r.shape[-1] for r in rows)
     save_image(torch.cat([F.pad(r, (0, width - r.shape[-1]), value=1.0) for r in rows], dim=2), path)

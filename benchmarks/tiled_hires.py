@@ -53,6 +53,7 @@ def run_stylize(checkpoint: str, image: Path, out: Path, extra: list[str]) -> tu
 
 def compare(checkpoint: str, size: tuple[int, int], tile: int, overlap: int) -> None:
     from gancr.data import load_image
+    from gancr.data.resize import resize
     from gancr.inference import load_generator, stylize_tensor
     from gancr.inference.tiling import frozen_norm_stats, tile_layout, tiled_forward
 
@@ -81,7 +82,7 @@ def compare(checkpoint: str, size: tuple[int, int], tile: int, overlap: int) -> 
         if k < n:
             report(f"measured on {k} of the tiles",
                    lambda: stylize_tensor(generator, x, tile=tile, overlap=overlap, stats_tiles=k))
-    small = torch.nn.functional.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True).clamp(0, 1)
+    small = resize(x, scale=0.5)
 
     def downscaled() -> torch.Tensor:
         with torch.no_grad(), frozen_norm_stats(generator, small):

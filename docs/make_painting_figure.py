@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from gancr.data import load_image
 from gancr.evaluation import evaluate
-from gancr.evaluation.images import fit
+from gancr.data.resize import fit
 from gancr.inference import load_generator, stylize_tensor
 from gancr.metrics import edge_f1, ssim
 from gancr.metrics.content import gray

@@ -372,6 +372,36 @@ def test_dataset_flip(tmp_path):
     assert 0 < n_flipped < 16
 
 
+def test_the_device_augmentation_cuts_the_dataset_crop(tmp_path):
+    """One crop (issue 20): DeviceAugment draws the dataset's crop, flip and hue rotation, only from
+    torch's global generator instead of a sample's own."""
+    from gancr.data import DeviceAugment
+    from gancr.data.resize import random_resized_crop
+
+    squares = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8)
+    torch.manual_seed(3)
+    out = DeviceAugment(16, (0.3, 0.9), flip=True)(squares)
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order
+    expected = []
+    for image in squares:
+        crop = random_resized_crop(image, 16, (0.3, 0.9), g)
+        expected.append(crop.flip(-1) if float(torch.rand((), generator=g)) < 0.5 else crop)
+    assert torch.equal(out, torch.stack(expected))
+    hued = DeviceAugment(16, (0.3, 0.9), hue=0.25)(squares)
+    assert hued.shape == (3, 3, 16, 16) and 0 <= hued.min() and hued.max() <= 1
+
+
+def test_one_resize_keeps_values_in_range_and_sizes_as_asked():
+    from gancr.data.resize import fit, resize
+
+    x = torch.rand(3, 37, 53)
+    assert resize(x, (20, 30)).shape == (3, 20, 30) and resize(x[None], (20, 30)).shape == (1, 3, 20, 30)
+    assert resize(x, scale=0.5).shape == (3, 18, 26) and resize(x, (37, 53)) is x
+    assert fit(x, 26).shape == (3, 18, 26) and fit(x, 100) is x
+    big = resize(x, (90, 120))
+    assert 0 <= big.min() and big.max() <= 1
+
+
 def test_dataset_scales_small_images_up(tmp_path):
     content = _folder(tmp_path, 1, "content", (10, 14))
     style = _folder(tmp_path, 1, "style", (300, 200))

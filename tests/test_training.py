@@ -416,6 +416,19 @@ def test_resume_is_bit_identical_in_process(tmp_path, image_dirs):
     assert resumed.losses.balancer.log_var[0].item() == straight.losses.balancer.log_var[0].item()
 
 
+def test_the_device_augmentation_trains_and_resumes_bit_for_bit(tmp_path, image_dirs):
+    # data.augment_on: device crops, flips and rotates the hue on the training device, drawing from
+    # torch's global generator, which a checkpoint keeps: a resumed run still repeats a straight one
+    spec = _resume_spec(image_dirs)
+    spec["data"].update(augment_on="device", style_hue=0.2)
+    assert _trainer(spec, tmp_path / "a", max_steps=3).fit().status == "max_steps"
+    assert _trainer(spec, tmp_path / "a", resume=True).fit().status == "finished"
+    _trainer(spec, tmp_path / "b").fit()
+    assert_same_tensors(generator_tensors(tmp_path / "a" / "generator.safetensors"),
+                        generator_tensors(tmp_path / "b" / "generator.safetensors"))
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+
+
 def test_resume_skips_a_corrupt_newest_checkpoint(tmp_path, image_dirs):
     spec = _resume_spec(image_dirs)
     _trainer(spec, tmp_path / "a", max_steps=3).fit()

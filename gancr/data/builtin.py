@@ -15,7 +15,8 @@ from pathlib import Path
 from torch import Tensor
 
 from gancr.data.cartoon import CARTOON_PARAMS, cartoonize
-from gancr.data.images import load_image, resize_image, save_image
+from gancr.data.images import load_image, save_image
+from gancr.data.resize import resize
 from gancr.errors import DataError
 
 __all__ = [
@@ -99,7 +100,7 @@ def _builtin_base(file: Path) -> Tensor:
     x = load_image(file)
     h, w = x.shape[-2:]
     if min(h, w) > _BUILTIN_MAX_SIDE:
-        x = resize_image(x, _BUILTIN_MAX_SIDE / min(h, w))
+        x = resize(x, scale=_BUILTIN_MAX_SIDE / min(h, w))
     return (x.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gancr.data.images import decode_image, resize_image
+from gancr.data.images import decode_image
+from gancr.data.resize import _randint, _uniform, random_resized_crop, resize
 from gancr.data.sources import Source, count_images, resolve_source, source_label
 from gancr.errors import DataError, ResourceError
 from gancr.storage.files import human_size
@@ -31,7 +32,7 @@ def _load_resized(path: Path, load_size: int) -> Tensor:
     x = decode_image(path, min_side=load_size)
     h, w = x.shape[-2:]
     if min(h, w) != load_size:
-        x = resize_image(x, load_size / min(h, w))
+        x = resize(x, scale=load_size / min(h, w))
     return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
@@ -40,38 +41,6 @@ def _generator(seed: int, k: int, domain: str) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
     return g
-
-
-def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
-
-
-def _randint(g: torch.Generator, n: int) -> int:
-    return int(torch.randint(n, (), generator=g))
-
-
-def _crop_params(
-    h: int, w: int, scale: tuple[float, float], g: torch.Generator
-) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of a random resized crop (torchvision's rule)."""
-    area = h * w
-    log_ratio = (math.log(3 / 4), math.log(4 / 3))
-    for _ in range(10):
-        target = area * _uniform(g, *scale)
-        ratio = math.exp(_uniform(g, *log_ratio))
-        cw = int(round(math.sqrt(target * ratio)))
-        ch = int(round(math.sqrt(target / ratio)))
-        if 0 < cw <= w and 0 < ch <= h:
-            return _randint(g, h - ch + 1), _randint(g, w - cw + 1), ch, cw
-    # fallback: the largest centred crop with the ratio clamped to (3/4, 4/3)
-    r = w / h
-    if r < 3 / 4:
-        cw, ch = w, int(round(w / (3 / 4)))
-    elif r > 4 / 3:
-        ch, cw = h, int(round(h * (4 / 3)))
-    else:
-        cw, ch = w, h
-    return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -85,8 +54,10 @@ class DeviceAugment(torch.nn.Module):
 
     The counterpart of ``UnpairedImages(augment=False)``: the loader only decodes and
     copies uint8 squares (a quarter of the bytes of float32), and the augmentation runs
-    where the training step runs, so the loader does not starve a fast device. Uses
-    torch's global random generator (which checkpoints save and restore).
+    where the training step runs, so the loader does not starve a fast device. Each image
+    gets the dataset's own crop (:func:`~gancr.data.resize.random_resized_crop`), flip and
+    hue rotation, drawn on the host from torch's global random generator (which checkpoints
+    save and restore); the pixels are computed on the batch's device.
 
     Args:
         image_size: side of the output crops.
@@ -95,26 +66,28 @@ class DeviceAugment(torch.nn.Module):
         hue: rotate the hue by up to this fraction of the colour circle (0 to 0.5).
 
     Shape:
-        ``(B, 3, L, L)`` uint8 -> ``(B, 3, S, S)`` float32 in [0, 1].
+        ``(B, C, L, L)`` uint8 (or float in [0, 1]) -> ``(B, C, S, S)`` float32 in [0, 1]; the hue
+        rotation needs ``C = 3``.
     """
 
     def __init__(self, image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0), flip: bool = True,
                  hue: float = 0.0):
         super().__init__()
-        import kornia.augmentation as K
-
-        ops: list[torch.nn.Module] = [
-            K.RandomResizedCrop((image_size, image_size), scale=tuple(crop_scale), ratio=(3 / 4, 4 / 3))
-        ]
-        if flip:
-            ops.append(K.RandomHorizontalFlip(p=0.5))
-        if hue > 0:
-            ops.append(K.ColorJiggle(hue=(-hue, hue), p=1.0))
-        self.ops = torch.nn.Sequential(*ops)
+        self.image_size, self.crop_scale, self.flip, self.hue = image_size, tuple(crop_scale), flip, hue
 
     def forward(self, batch: Tensor) -> Tensor:
-        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
-        return self.ops(x).clamp_(0.0, 1.0)
+        crops = []
+        for image in batch:
+            crop = random_resized_crop(image, self.image_size, self.crop_scale)  # type: ignore[arg-type]
+            flip = float(torch.rand(())) < 0.5  # drawn even without flip, as the dataset does
+            crops.append(crop.flip(-1) if self.flip and flip else crop)
+        out = torch.stack(crops)
+        if self.hue > 0:
+            from kornia.enhance import adjust_hue
+
+            shifts = [_uniform(None, -self.hue, self.hue) * 2 * math.pi for _ in crops]
+            out = adjust_hue(out, torch.tensor(shifts, dtype=out.dtype).to(out.device, non_blocking=True))
+        return out.clamp_(0.0, 1.0)
 
 
 class UnpairedImages(torch.utils.data.Dataset):
@@ -259,10 +232,8 @@ class UnpairedImages(torch.utils.data.Dataset):
             side = min(h, w)
             top, left = (h - side) // 2, (w - side) // 2
             return image[:, top : top + side, left : left + side].contiguous()
-        top, left, ch, cw = _crop_params(h, w, self.crop_scale, g)
+        out = random_resized_crop(image, self.image_size, self.crop_scale, g)
         flip = float(torch.rand((), generator=g)) < 0.5  # drawn even without flip
-        crop = image[:, top : top + ch, left : left + cw].to(torch.float32) / 255.0
-        out = resize_image(crop, size=(self.image_size, self.image_size))
         if self.flip and flip:
             out = out.flip(-1)
         if domain == "style" and self.style_hue > 0:

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gancr.errors import DataError
 from gancr.storage.files import atomic_write_bytes
 
-__all__ = ["load_image", "load_alpha", "save_image", "decode_image", "resize_image"]
+__all__ = ["load_image", "load_alpha", "save_image", "decode_image"]
 
 
 _SAVE_FORMATS = {
@@ -168,11 +167,3 @@ def save_image(tensor: Tensor, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     img.save(buffer, format=fmt, **options)
     return atomic_write_bytes(path, buffer.getvalue())
-
-
-def resize_image(x: Tensor, scale: float = 1.0, size: tuple[int, int] | None = None) -> Tensor:
-    """(3, H, W) float resized by ``scale`` (or to ``size``), antialiased bilinear."""
-    h, w = x.shape[-2:]
-    size = size or (max(1, round(h * scale)), max(1, round(w * scale)))
-    out = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)
-    return out[0]

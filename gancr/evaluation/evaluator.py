@@ -14,17 +14,8 @@ from torch import Tensor, nn
 from gancr import __version__
 from gancr.devices import eval_mode, resolve_device
 from gancr.errors import GancrError
-from gancr.evaluation.images import (
-    MIN_SIDE,
-    ImageSet,
-    Images,
-    check_side,
-    crops_of,
-    fit,
-    image_set,
-    resize,
-    views_of,
-)
+from gancr.data.resize import fit, resize
+from gancr.evaluation.images import MIN_SIDE, ImageSet, Images, check_side, crops_of, image_set, views_of
 from gancr.evaluation.models import Models, build_encoder, parse_encoder, resolve_models
 from gancr.evaluation.stats import SetStats, kid_fid_features, perceptual_features
 from gancr.evaluation.tables import METRICS
@@ -347,4 +338,4 @@ def _match_reference(r: Tensor, y: Tensor, name: str) -> Tensor:
             f"evaluate: reference {name!r} is {rw}x{rh} but its content image is evaluated at {w}x{h}: "
             "the aspect ratios differ, so they are not a pair"
         )
-    return resize(r[None], (h, w))[0]
+    return resize(r, (h, w))

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gancr.data import load_image, resolve_source, source_label
+from gancr.data.resize import resize
 from gancr.errors import GancrError
 
-__all__ = ["ImageSet", "Images", "image_set", "fit", "resize", "crops_of", "views_of", "check_side", "MIN_SIDE"]
+__all__ = ["ImageSet", "Images", "image_set", "crops_of", "views_of", "check_side", "MIN_SIDE"]
 
 #: Smallest image side the pixel metrics accept (SSIM's 11-tap window needs more than 5).
 MIN_SIDE = 16
@@ -68,23 +68,6 @@ def image_set(images: ImageSet, what: str) -> Images:
     return Images([p.stem for p in paths], list(paths), f"{source_label(images)} ({len(paths)} images)")
 
 
-def fit(image: Tensor, max_size: int | None) -> Tensor:
-    """Downscale (antialiased) so the longer side is at most ``max_size``; never upscale."""
-    h, w = image.shape[-2:]
-    if max_size is None or max(h, w) <= max_size:
-        return image
-    scale = max_size / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-
-
-def resize(batch: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(B, C, h, w)`` resized to ``size`` (antialiased bilinear), clamped to [0, 1]."""
-    if tuple(batch.shape[-2:]) == tuple(size):
-        return batch
-    return F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-
-
 def crops_of(image: Tensor, count: int) -> list[Tensor]:
     """The whole image, then (count 5) its four quadrants, each ``(3, h, w)`` at its own size."""
     crops = [image]
@@ -97,7 +80,7 @@ def crops_of(image: Tensor, count: int) -> list[Tensor]:
 
 def views_of(image: Tensor, size: int, count: int) -> Tensor:
     """``(count, 3, size, size)``: :func:`crops_of` resized to squares of ``size``."""
-    return torch.cat([resize(v[None], (size, size)) for v in crops_of(image, count)])
+    return torch.stack([resize(v, (size, size)) for v in crops_of(image, count)])
 
 
 def check_side(image: Tensor, name: str, what: str) -> None:

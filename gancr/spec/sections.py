@@ -224,8 +224,8 @@ class DataSpec(Section):
     augment_on: Literal["loader", "device"] = Field(
         "loader",
         description="where crops, flips and hue jitter happen: in the data loader (exactly "
-        "reproducible per sample) or on the training device (kornia; the loader only copies "
-        "uint8 squares, so it keeps up with a fast GPU)",
+        "reproducible per sample) or on the training device (the same crop, flip and hue rotation, "
+        "drawn from torch's generator; the loader only copies uint8 squares, so it keeps up with a fast GPU)",
     )
 
     @field_validator("crop_scale")

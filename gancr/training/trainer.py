@@ -431,9 +431,10 @@ class Trainer(TrainingStep):
             base = 10**12  # sample numbers far from training's, fixed for the whole run
             samples = torch.stack([self.dataset[base + i]["content"] for i in range(n)])
             if samples.dtype == torch.uint8:  # augment_on: device gives uint8 squares
+                from gancr.data.resize import resize
+
                 size = self.spec.training.image_size
-                samples = torch.nn.functional.interpolate(samples.float() / 255, size=(size, size),
-                                                          mode="bilinear", antialias=True, align_corners=False)
+                samples = resize(samples.float() / 255, (size, size))
             self._samples = samples
         x = self.to_device(self._samples)
         gen = self.inference_generator()
