@@ -29,7 +29,7 @@ from gancr.plugins import get_registry
 from gancr.storage.files import human_size
 from gancr.resources import available_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec, validate_component
-from gancr.trio import ContentNet, Generator, Losses, Trio
+from gancr.trio import ContentNet, Generator, Losses, LossTerm, Trio
 
 __all__ = [
     "build",
@@ -266,16 +266,29 @@ def build_losses(spec: Spec) -> Losses:
     """Build the spec's content and style losses and its balancer.
 
     The content net's reconstruction uses the content losses that work on pixels (those
-    with ``reconstruction = True``), or L1 when none does.
+    with ``reconstruction = True``), or L1 when none does. Every term is labelled with its
+    list and its component's name (:class:`~gancr.trio.LossTerm`).
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
-    content = [
-        (item.weight, build_component("content_loss", item)) for item in spec.losses.content
-    ]
-    reconstruction = [(w, m) for w, m in content if getattr(m, "reconstruction", True)]
+    names = _unique_names([item.name for item in spec.losses.content])
+    content = [LossTerm(item.weight, build_component("content_loss", item), f"content/{name}")
+               for item, name in zip(spec.losses.content, names)]
+    reconstruction = [LossTerm(t.weight, t.loss, f"reconstruction/{name}")
+                      for t, name in zip(content, names) if getattr(t.loss, "reconstruction", True)]
     if not reconstruction:
-        reconstruction = [(1.0, build_component("content_loss", {"name": "l1"}))]
-    style = [(item.weight, build_component("style_loss", item)) for item in spec.losses.style]
+        reconstruction = [LossTerm(1.0, build_component("content_loss", {"name": "l1"}), "reconstruction/l1")]
+    style = [LossTerm(item.weight, build_component("style_loss", item), f"style/{name}")
+             for item, name in zip(spec.losses.style, _unique_names([i.name for i in spec.losses.style]))]
     balancer = build_component("balancer", spec.training.balancer)
     return Losses(content=content, reconstruction=reconstruction, style=style, balancer=balancer)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """``l1, edge, edge.1``: a list's names, numbered from their second time on."""
+    out, seen = [], {}
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(name + (f".{n}" if n else ""))
+    return out

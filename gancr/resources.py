@@ -15,7 +15,7 @@ from typing import Any
 from gancr.errors import ResourceError
 from gancr.storage.files import human_size
 
-__all__ = ["available_memory", "is_allocation_error", "memory_error", "activation_bytes"]
+__all__ = ["available_memory", "is_allocation_error", "memory_error", "activation_bytes", "check_training_memory"]
 
 _ALLOCATION_TEXT = ("can't allocate memory", "out of memory", "cannot allocate memory", "std::bad_alloc",
                     "Tried to allocate", "not enough memory", "CUDNN_STATUS_ALLOC_FAILED")
@@ -118,3 +118,23 @@ def activation_bytes(module: Any, *, training: bool, size: int = 64) -> float:
                                      for f in encoder(torch.zeros(1, 3, size, size, device=device))))
         total = 4.0 * max(sizes.values(), default=0) + features
     return total / (size * size)
+
+
+def check_training_memory(trio: Any, batch: int, image_size: int, device: Any) -> None:
+    """Refuse a training step that clearly cannot fit: when the activations of the trio's
+    networks alone, for batches of ``batch`` crops of ``image_size`` px, exceed the free memory."""
+    size = min(image_size, max(64, 2 * int(getattr(trio.generator, "reduction", 1))))
+    try:
+        per_pixel = (activation_bytes(trio.generator, training=True, size=size)
+                     + activation_bytes(trio.content_net, training=True, size=size)
+                     + 2 * activation_bytes(trio.discriminator, training=True, size=size))
+    except Exception:  # noqa: BLE001 - a part that cannot be probed this way is simply not checked
+        return
+    need = per_pixel * batch * image_size**2
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise ResourceError(
+            f"a training step on batches of {batch} crops of {image_size} px needs about "
+            f"{human_size(need)} of memory for its activations, and {human_size(free)} is free; lower "
+            "training.batch_size or training.image_size"
+        )

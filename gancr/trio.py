@@ -7,7 +7,7 @@ generator (and the content net, for strength control) from a run's weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +17,7 @@ from gancr.components.base import Balancer, ContentLoss, StyleLoss, crop_to, pad
 if TYPE_CHECKING:  # pragma: no cover
     from gancr.spec import Spec
 
-__all__ = ["Generator", "ContentNet", "Trio", "Losses"]
+__all__ = ["Generator", "ContentNet", "Trio", "Losses", "LossTerm"]
 
 
 class Generator(nn.Module):
@@ -106,19 +106,45 @@ class Trio(nn.Module):
         return self.generator(x)
 
 
+class LossTerm(NamedTuple):
+    """One weighted loss of a spec, and the label its values are logged under.
+
+    Labels are ``content/<name>``, ``reconstruction/<name>`` and ``style/<name>``, with ``.1``,
+    ``.2`` ... after a name the same list repeats (``content/edge``, ``content/edge.1``).
+    """
+
+    weight: float
+    loss: nn.Module
+    label: str
+
+
 @dataclass
 class Losses:
-    """The built losses of a spec, each with its weight."""
+    """The built losses of a spec: each list's terms (weight, loss, label), and the balancer.
 
-    content: list[tuple[float, ContentLoss]]
-    reconstruction: list[tuple[float, ContentLoss]]
-    style: list[tuple[float, StyleLoss]]
+    ``reconstruction`` is the content net's ``L_c(x, C(x))``: the content losses that work on
+    pixels (the same modules as in ``content``, labelled ``reconstruction/...``), or L1.
+    """
+
+    content: list[LossTerm]
+    reconstruction: list[LossTerm]
+    style: list[LossTerm]
     balancer: Balancer
 
     def modules(self) -> nn.ModuleList:
         """Every loss module (and the balancer), e.g. to collect trainable parameters."""
         seen: list[nn.Module] = []
-        for _, m in [*self.content, *self.reconstruction, *self.style, (0.0, self.balancer)]:
+        for m in [*(t.loss for t in (*self.content, *self.reconstruction, *self.style)), self.balancer]:
             if all(m is not s for s in seen):
                 seen.append(m)
         return nn.ModuleList(seen)
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether a style loss needs the discriminator trained (``adversarial``, true by default)."""
+        return any(getattr(t.loss, "adversarial", True) for t in self.style)
+
+    @property
+    def needs_real_grad(self) -> bool:
+        """Whether a style loss takes gradients on the real images (e.g. the R1 penalty)."""
+        return any(getattr(t.loss, "needs_real_grad", False) for t in self.style)

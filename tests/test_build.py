@@ -267,10 +267,13 @@ def test_build_losses_weights_and_reconstruction():
         "style": [{"name": "hinge", "weight": 0.1}, {"name": "r1", "gamma": 1.0}],
     }})
     losses = build_losses(spec)
-    assert [(w, type(m).__name__) for w, m in losses.content] == [(2.0, "MSELoss"), (0.5, "ContentNetLoss")]
+    assert [(w, type(m).__name__, label) for w, m, label in losses.content] == [
+        (2.0, "MSELoss", "content/mse"), (0.5, "ContentNetLoss", "content/content_net")]
     # the content net's reconstruction leaves out the loss in its own features
-    assert [(w, type(m).__name__) for w, m in losses.reconstruction] == [(2.0, "MSELoss")]
-    assert [(w, type(m).__name__) for w, m in losses.style] == [(0.1, "HingeGAN"), (1.0, "R1Penalty")]
+    assert [(w, type(m).__name__, label) for w, m, label in losses.reconstruction] == [
+        (2.0, "MSELoss", "reconstruction/mse")]
+    assert [(w, type(m).__name__, label) for w, m, label in losses.style] == [
+        (0.1, "HingeGAN", "style/hinge"), (1.0, "R1Penalty", "style/r1")]
     assert type(losses.balancer).__name__ == "FixedBalancer"
     assert len(losses.modules()) == 5  # mse once, though it is in two lists
     only_features = gancr.load_spec({"losses": {"content": [{"name": "content_net"}]}})
@@ -317,8 +320,8 @@ def _forward_backward(path: Path) -> None:
     x, s = torch.rand(2, 3, 40, 56), torch.rand(2, 3, 40, 56)
     y = trio.generator(x)
     context = LossContext(content_net=trio.content_net)
-    content = sum(w * m(x, y, context) for w, m in losses.content)
-    style = sum(w * m.generator_loss(StyleBatch(s, y, trio.discriminator)) for w, m in losses.style)
+    content = sum(t.weight * t.loss(x, y, context) for t in losses.content)
+    style = sum(t.weight * t.loss.generator_loss(StyleBatch(s, y, trio.discriminator)) for t in losses.style)
     total, _ = losses.balancer.combine(content, style, w_c=1.0, w_g=1.0, last_layer=trio.generator.last_layer)
     total.backward()
     grads = [p.grad for p in trio.generator.parameters() if p.requires_grad]

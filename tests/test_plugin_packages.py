@@ -72,7 +72,7 @@ def test_patchnce_and_diffaug_train_together(tmp_path, image_dirs, capsys):
     assert type(trainer.discriminator).__name__ == "DiffAugDiscriminator"
     patchnce = trainer.losses.content[0][1]
     assert type(patchnce).__name__ == "PatchNCELoss"
-    assert all(m is not patchnce for _, m in trainer.losses.reconstruction)  # not for C's reconstruction
+    assert all(t.loss is not patchnce for t in trainer.losses.reconstruction)  # not for C's reconstruction
     # the heads and the loss's encoder are trained with the generator's optimiser
     in_generator_optimiser = {id(p) for g in trainer.optimizers["generator"].param_groups for p in g["params"]}
     assert {id(p) for p in patchnce.parameters()} <= in_generator_optimiser

@@ -210,9 +210,11 @@ def _plain_step(trainer: Trainer, x: torch.Tensor, s: torch.Tensor) -> tuple[flo
     written out with the trainer's own modules and none of its bookkeeping."""
     t = trainer.spec.training
     stage = t.stages[trainer.stage_index(trainer.step)]
+    lr = t.optimizer.lr
+    base = {"generator": lr.generator, "content_net": lr.content_net, "discriminator": lr.discriminator}
     for name, opt in trainer.optimizers.items():
         for group in opt.param_groups:
-            group["lr"] = trainer.base_lr[name] * lr_factor(t.schedule, trainer.step, trainer.total_steps)
+            group["lr"] = base[name] * lr_factor(t.schedule, trainer.step, trainer.total_steps)
     G, C, D = trainer.generator, trainer.content_net, trainer.discriminator
     G.train(), C.train(), trainer.loss_modules.train()
     D.requires_grad_(False)
@@ -220,13 +222,13 @@ def _plain_step(trainer: Trainer, x: torch.Tensor, s: torch.Tensor) -> tuple[flo
         opt.zero_grad(set_to_none=True)
     fake = G(x)
     batch, context = StyleBatch(s, fake, D), LossContext(content_net=C)
-    style = sum(w * v for w, v in ((w, loss.generator_loss(batch)) for w, loss in trainer.losses.style) if v is not None)
+    style = sum(w * v for w, v in ((w, loss.generator_loss(batch)) for w, loss, _ in trainer.losses.style) if v is not None)
     reconstruction = 0
     if trainer.train_content_net:
         recon = C(x)
-        reconstruction = sum(w * loss(x, recon, context) for w, loss in trainer.losses.reconstruction)
+        reconstruction = sum(w * loss(x, recon, context) for w, loss, _ in trainer.losses.reconstruction)
     if stage.name == "joint":
-        content = sum(w * loss(x, fake, context) for w, loss in trainer.losses.content)
+        content = sum(w * loss(x, fake, context) for w, loss, _ in trainer.losses.content)
         objective = stage.w_c * content + stage.w_g * style + reconstruction
     else:
         objective = stage.w_g * style + reconstruction
@@ -243,7 +245,7 @@ def _plain_step(trainer: Trainer, x: torch.Tensor, s: torch.Tensor) -> tuple[flo
     for _ in range(t.d_steps):
         trainer.optimizers["discriminator"].zero_grad(set_to_none=True)
         batch = StyleBatch(s, fakes, D)
-        d_loss = sum(w * v for w, v in ((w, loss.discriminator_loss(batch)) for w, loss in trainer.losses.style)
+        d_loss = sum(w * v for w, v in ((w, loss.discriminator_loss(batch)) for w, loss, _ in trainer.losses.style)
                      if v is not None)
         d_loss.backward()
         trainer.optimizers["discriminator"].step()

@@ -29,6 +29,7 @@ from gancr.storage import RunDir, load_checkpoint
 from gancr.training import Trainer, TrainingError
 
 from trainkit import (
+    TINY_MODEL,
     assert_same_tensors,
     changed,
     generator_tensors,
@@ -155,6 +156,35 @@ def test_stage_1_separates_style_and_reconstruction(tmp_path, image_dirs):
     assert changed(before["G"], trainer.generator)
     assert changed(before["C"], trainer.content_net)
     assert changed(before["D"], trainer.discriminator)
+
+
+def test_a_step_is_built_from_a_trio_and_runs_without_a_trainer():
+    """The step is a unit (issue 20): its collaborators are passed in, its stage is a type."""
+    from gancr.training.step import Collaborators, JointStage, SeparateStage, StepSettings, TrainingStep
+
+    spec = gancr.load_spec({"model": TINY_MODEL, "training": {"image_size": 32}, "losses": {
+        "content": [{"name": "l1"}, {"name": "l1", "weight": 0.5}, {"name": "content_net"}],
+        "style": [{"name": "lsgan"}]}})
+    torch.manual_seed(0)
+    trio, losses = gancr.build(spec), gancr.build_losses(spec)
+    step = TrainingStep(Collaborators.for_trio(trio, losses), StepSettings())
+    nets = {"G": trio.generator, "C": trio.content_net, "D": trio.discriminator}
+    before = {name: params(net) for name, net in nets.items()}
+    x, s = _batch()
+
+    metrics = step(x, s, number=0, stage=SeparateStage(w_g=2.0))
+    assert "loss/content" not in metrics and (metrics["weight/w_c"], metrics["weight/w_g"]) == (0.0, 2.0)
+    # every term under the label build_losses gave it; reconstruction uses the pixel losses only
+    assert {k for k in metrics if k.startswith("loss/reconstruction/")} == {
+        "loss/reconstruction/l1", "loss/reconstruction/l1.1"}
+    metrics = step(x, s, number=1, stage=JointStage(w_c=0.5, w_g=1.5))
+    assert (metrics["weight/w_c"], metrics["weight/w_g"]) == (0.5, 1.5) and metrics["skipped"] == 0.0
+    assert {"loss/content/l1", "loss/content/l1.1", "loss/content/content_net", "loss/style/lsgan",
+            "loss/style/lsgan/d", "loss/discriminator"} <= set(metrics)
+    assert all(changed(before[name], net) for name, net in nets.items())
+    assert step(x, s, number=2, stage=JointStage(), log=False).keys() == {
+        "lr/generator", "lr/content_net", "lr/discriminator"}  # losses stay on the device until a step logs
+    assert math.isfinite(step.settle(3)[0]["objective"]) and step.nonfinite == 0
 
 
 def test_a_step_puts_modules_left_in_eval_back_in_training_mode(tmp_path, image_dirs):
@@ -325,7 +355,7 @@ def test_constraint_raises_w_c_above_the_target_and_lowers_it_below(tmp_path, im
 def test_loss_components_with_parameters_are_optimised(tmp_path, image_dirs, test_components):
     spec = tiny_spec(*image_dirs, losses={"content": [{"name": "l1"}, {"name": "learned_scale"}]})
     trainer = _trainer(spec, tmp_path / "run", max_steps=2)
-    loss = next(m for _, m in trainer.losses.content if isinstance(m, LearnedScale))
+    loss = next(t.loss for t in trainer.losses.content if isinstance(t.loss, LearnedScale))
     assert any(p is loss.log_scale for g in trainer.optimizers["generator"].param_groups for p in g["params"])
     trainer.fit()
     assert loss.log_scale.item() == 0.0  # stage 1 does not use content losses
@@ -525,7 +555,8 @@ def test_the_gradient_scaler_copes_with_several_d_steps_and_skipped_steps(tmp_pa
                      training={"stages": [{"name": "separate", "steps": 1}, {"name": "joint", "steps": 3}],
                                "d_steps": 2, "checkpoint": {"every": 2, "keep": 3}})
     trainer = _trainer(spec, tmp_path / "run")
-    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    trainer.training_step.collaborators.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    assert trainer.scaler.is_enabled()  # what the step uses is what the checkpoint keeps
     before = params(trainer.discriminator)
     with pytest.warns(RuntimeWarning, match="step 3: skipped"):
         assert trainer.fit().status == "finished"

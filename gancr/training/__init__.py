@@ -1,7 +1,9 @@
 """The two-stage multi-task trainer.
 
-- :mod:`~gancr.training.trainer`: :class:`Trainer` (set-up, the loop, samples, checkpoints);
-- :mod:`~gancr.training.step`: one step's losses and updates;
+- :mod:`~gancr.training.trainer`: :class:`Trainer` (what a step works with, made from a spec;
+  the loop, samples, checkpoints);
+- :mod:`~gancr.training.step`: :class:`TrainingStep`, one step's losses and updates, with its
+  collaborators passed in explicitly; the stages as types;
 - :mod:`~gancr.training.runlog`: ``metrics.jsonl``, TensorBoard, the progress bar;
 - :mod:`~gancr.training.checkpoint`: the random states a checkpoint holds;
 - :mod:`~gancr.training.parts`: optimisers, schedules, EMA, the image pool;
@@ -10,6 +12,8 @@
 """
 
 from gancr.errors import TrainingError
+from gancr.training.step import Collaborators, JointStage, SeparateStage, StepSettings, TrainingStep
 from gancr.training.trainer import FitResult, Trainer
 
-__all__ = ["Trainer", "FitResult", "TrainingError"]
+__all__ = ["Trainer", "FitResult", "TrainingError", "TrainingStep", "Collaborators", "StepSettings",
+           "SeparateStage", "JointStage"]

@@ -1,4 +1,5 @@
-"""What a training checkpoint holds besides the weights: the random states of every generator.
+"""What a resume needs besides the weights: the random states of every generator, and a spec
+that did not change the model.
 
 The checkpoint record and its file are :mod:`gancr.storage.records`; a run folder's checkpoints,
 :class:`gancr.storage.RunDir`.
@@ -7,13 +8,17 @@ The checkpoint record and its file are :mod:`gancr.storage.records`; a run folde
 from __future__ import annotations
 
 import random
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gancr.errors import CheckpointError
+from gancr.storage import RunDir
 
-__all__ = ["get_rng_state", "set_rng_state"]
+__all__ = ["get_rng_state", "set_rng_state", "check_resumed_spec"]
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -61,3 +66,41 @@ def _to_tuple(value: Any) -> Any:
         return tuple(_to_tuple(v) for v in value)
     return value
 
+
+
+def check_resumed_spec(saved: dict[str, Any] | None, current: dict[str, Any], path: Path, run: RunDir) -> None:
+    """The run's model and losses must not change on resume (a :class:`CheckpointError`);
+    training settings may (a warning names them). ``saved`` is the checkpoint's spec."""
+    if not saved:
+        return
+    changed = _differences(saved, current)
+    fixed = [p for p in changed if p.split(".")[0] in ("model", "losses")]
+    if fixed:
+        raise CheckpointError(
+            f"--resume: {path} was trained with a different model or losses ({', '.join(fixed[:5])}"
+            f"{' ...' if len(fixed) > 5 else ''}); resume with the run's own spec: "
+            f"gancr train {run.spec_file} --out {run.path} --resume"
+        )
+    other = [p for p in changed if p.split(".")[0] not in ("description",)]
+    if other:
+        warnings.warn(
+            f"resuming {path.name} with changed settings: {', '.join(other[:8])}"
+            f"{' ...' if len(other) > 8 else ''}",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two plain-data trees differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += _differences(x, y, f"{prefix}{i}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]

@@ -5,14 +5,18 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from gancr._torch_compat import foreach_add_, foreach_lerp_, foreach_mul_, foreach_sub
 
-__all__ = ["make_optimizer", "lr_factor", "EMA", "ImagePool"]
+if TYPE_CHECKING:  # pragma: no cover
+    from gancr.trio import Losses, Trio
+
+__all__ = ["make_optimizer", "make_optimizers", "lr_factor", "LearningRates", "EMA", "ImagePool"]
 
 
 def make_optimizer(spec: Any, params: Iterable[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -32,6 +36,43 @@ def make_optimizer(spec: Any, params: Iterable[Tensor], lr: float, device: torch
     if not params:  # an optimiser needs a parameter; a placeholder keeps the code uniform
         params = [nn.Parameter(torch.zeros((), device=device), requires_grad=True)]
     return cls(params, **kwargs)
+
+
+def make_optimizers(trio: Trio, losses: Losses, spec: Any, device: torch.device) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per network, as ``training.optimizer`` says: ``generator`` (with the
+    trainable parameters of the losses and the balancer), ``content_net`` (without an encoder
+    it shares with the generator: that one is the generator's), ``discriminator``."""
+    g_params = list(trio.generator.parameters())
+    seen = {id(p) for p in g_params}
+    loss_params = [p for p in losses.modules().parameters() if id(p) not in seen]
+    c_params = [p for p in trio.content_net.parameters() if id(p) not in seen]
+    lr = spec.lr
+    return {
+        "generator": make_optimizer(spec, g_params + loss_params, lr.generator, device),
+        "content_net": make_optimizer(spec, c_params, lr.content_net, device),
+        "discriminator": make_optimizer(spec, trio.discriminator.parameters(), lr.discriminator, device),
+    }
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    """Each optimiser's learning rate at a step: its base rate times the schedule's factor."""
+
+    base: dict[str, float]
+    schedule: Any  # the spec's training.schedule
+    total_steps: int
+
+    @classmethod
+    def from_spec(cls, training: Any) -> LearningRates:
+        """The rates of a spec's ``training`` section."""
+        lr = training.optimizer.lr
+        base = {"generator": lr.generator, "content_net": lr.content_net, "discriminator": lr.discriminator}
+        return cls(base, training.schedule, training.total_steps)
+
+    def at(self, step: int) -> dict[str, float]:
+        """The rates at ``step`` (0-based), by optimiser name."""
+        factor = lr_factor(self.schedule, step, self.total_steps)
+        return {name: lr * factor for name, lr in self.base.items()}
 
 
 def lr_factor(schedule: Any, step: int, total: int) -> float:

@@ -78,7 +78,7 @@ def check_content_net_use(spec: Any, losses: Any) -> None:
     """A :class:`GancrError` when content losses use the features of a content net that is not trained."""
     if spec.model.content_net.train:
         return
-    users = [i.name for i, (_, m) in zip(spec.losses.content, losses.content) if not getattr(m, "reconstruction", True)]
+    users = [i.name for i, t in zip(spec.losses.content, losses.content) if not getattr(t.loss, "reconstruction", True)]
     if users:
         raise GancrError(
             f"model.content_net.train is false, but content losses {users} use the content "
@@ -141,8 +141,8 @@ def _models(spec: Any, report: Preflight) -> None:
         check_content_net_use(spec, losses_)
         items = [*spec.losses.content, *spec.losses.style]
         names = []
-        for item, (_, module) in zip(items, [*losses_.content, *losses_.style]):
-            encoder = getattr(module, "encoder", None)
+        for item, term in zip(items, [*losses_.content, *losses_.style]):
+            encoder = getattr(term.loss, "encoder", None)
             if isinstance(encoder, torch.nn.Module):
                 weights = "pretrained" if getattr(encoder, "pretrained", False) else "random weights"
                 names.append(f"{item.name} (encoder {type(encoder).__name__}, {weights})")

@@ -1,4 +1,4 @@
-"""The two-stage multi-task trainer.
+"""The two-stage multi-task trainer: it builds what a step works with from a spec, and runs the loop.
 
 Stage ``separate`` (stage 1): the content net ``C`` learns reconstruction alone,
 ``L_rec = L_c(x, C(x))``; the generator ``G`` learns style alone, ``w_g * L_g``; the
@@ -10,19 +10,18 @@ stylisation (the content net's features included), the balancer weighs them agai
 (``w_c * L_c + w_g * L_g`` for ``fixed``), and ``C`` keeps its reconstruction loss so its
 features cannot collapse. ``D`` keeps its own updates.
 
-One training step: the generator side (``G`` and ``C`` forward, losses, one backward, their
-optimisers), then ``d_steps`` discriminator updates on the detached fakes (through the
-image pool when enabled). All randomness is in torch's generators and the data is a pure
-function of the step, so a resumed run reproduces a straight one bit for bit on the CPU.
+One step is :class:`~gancr.training.step.TrainingStep`, which receives its collaborators
+(networks, losses, optimisers, scaler, EMA, image pool, augmentation) explicitly; the
+:class:`Trainer` makes them from the spec and orchestrates: data, step numbers, stages,
+checkpoints, samples and logs. All randomness is in torch's generators and the data is a
+pure function of the step, so a resumed run reproduces a straight one bit for bit on the CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,20 +34,22 @@ from gancr.builder import build, build_losses
 from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
 from gancr.errors import CheckpointError, GancrError, ResourceError, WriteError
 from gancr.plugins import call_hook
-from gancr.resources import activation_bytes, available_memory, is_allocation_error, memory_error
+from gancr.resources import check_training_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec
-from gancr.storage import Checkpoint, InferenceWeights, RunDir, RunLock, check_output, human_size
+from gancr.storage import Checkpoint, InferenceWeights, RunDir, RunLock, check_output
 from gancr.storage.records import NETS
-from gancr.training.checkpoint import get_rng_state, set_rng_state
+from gancr.training.checkpoint import check_resumed_spec, get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
-from gancr.training.parts import EMA, ImagePool, make_optimizer
+from gancr.training.parts import EMA, ImagePool, LearningRates, make_optimizers
 from gancr.training.preflight import check_content_net_use
 from gancr.training.runlog import RunLog, trim_metrics
 from gancr.training.signals import StopSignals
-from gancr.training.step import TrainingStep
+from gancr.training.step import Collaborators, Stage, StepSettings, TrainingStep, stage_from_spec
 from gancr.trio import Losses, Trio
 
 __all__ = ["Trainer", "FitResult"]
+
+Status = Literal["finished", "max_steps", "interrupted"]
 
 
 @dataclass
@@ -56,7 +57,7 @@ class FitResult:
     """What :meth:`Trainer.fit` did: the last step, why it stopped, and where things are."""
 
     step: int
-    status: Literal["finished", "max_steps", "interrupted"]
+    status: Status
     out_dir: Path
     checkpoint: Path | None
     generator: Path | None
@@ -83,32 +84,13 @@ class _StepBatches(torch.utils.data.Sampler[list[int]]):
         return max(0, self.stop - self.start)
 
 
-def _labels(prefix: str, items: list[tuple[float, nn.Module]], names: list[str]) -> list[str]:
-    """``content/l1``, ``content/edge``, ``content/edge.1`` ... unique per list."""
-    out, seen = [], {}
-    for name in names:
-        n = seen.get(name, 0)
-        seen[name] = n + 1
-        out.append(f"{prefix}/{name}" + (f".{n}" if n else ""))
-    return out
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two plain-data trees differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b), key=str):
-            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        out = []
-        for i, (x, y) in enumerate(zip(a, b)):
-            out += _differences(x, y, f"{prefix}{i}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-class Trainer(TrainingStep):
+class Trainer:
     """Trains the trio of a spec; writes a run directory.
 
     Args:
@@ -146,111 +128,154 @@ class Trainer(TrainingStep):
     ):
         self.spec: Spec = spec if isinstance(spec, Spec) and not overrides else load_spec(spec, overrides)
         self.run = RunDir(out_dir)  # where every file of the run goes
-        if resume and overwrite:
-            raise GancrError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
-        self.overwrite = overwrite
-        self._lock: RunLock | None = None
-        # before anything slow: the folder must be writable, and not another run's by mistake
-        check_output(self.out_dir, folder=True, what="the run folder")
-        self.quiet = quiet
-        self.max_steps = max_steps
-        t = self.spec.training
+        self.overwrite, self.max_steps, self.quiet = overwrite, max_steps, quiet
         self.dist = from_environment()
-        if not resume and not overwrite and self.dist.is_main:
-            self._check_not_another_run()
+        self._lock: RunLock | None = None
+        self._check_folder(resume)  # before anything slow
+        t = self.spec.training
         self.device = self.dist.init(resolve_device(t.device))
         self.local_batch = self.dist.local_batch(t.batch_size)
         self.precision = resolve_precision(t.precision, self.device)
-        self._seed_everything(t.seed)
-
-        self.trio: Trio = build(self.spec).to(self.device)
-        self.losses: Losses = build_losses(self.spec)
-        self.loss_modules = self.losses.modules().to(self.device)
-        if self.dist.enabled:
-            if self.device.type == "cuda":
-                self.trio = nn.SyncBatchNorm.convert_sync_batchnorm(self.trio)
-            self.dist.broadcast_parameters(self.trio)
-            self.dist.broadcast_parameters(self.loss_modules)
-            torch.manual_seed(t.seed + 7919 * self.dist.rank)  # per-process noise (penalties, pool)
         self.channels_last = t.channels_last if t.channels_last != "auto" else self.device.type == "cuda"
-        if self.channels_last:
-            self.trio.to(memory_format=torch.channels_last)
-            self.loss_modules.to(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = t.cudnn_benchmark
-        self.generator_checkpointing = t.activation_checkpointing
-        self.generator, self.content_net, self.discriminator = (
-            self.trio.generator, self.trio.content_net, self.trio.discriminator,
-        )
-        self._g_forward, self._c_forward, self._d_forward = self.generator, self.content_net, self.discriminator
-        for module in (self.generator, self.content_net, self.loss_modules):
-            module.train()  # every submodule, even one a component built in eval; steps keep it
-        if t.compile:
-            mode = None if t.compile is True or t.compile == "default" else t.compile
-            self._g_forward = torch.compile(self.generator, mode=mode)
-            self._c_forward = torch.compile(self.content_net, mode=mode)
-            self._d_forward = torch.compile(self.discriminator, mode=mode)
-            for _, loss in [*self.losses.content, *self.losses.style]:
-                loss.compile(mode=mode)
-
-        g_params = list(self.generator.parameters())
-        seen = {id(p) for p in g_params}
-        loss_params = [p for p in self.loss_modules.parameters() if id(p) not in seen]
-        c_params = [p for p in self.content_net.parameters() if id(p) not in seen]
-        lr = t.optimizer.lr
-        self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "generator": make_optimizer(t.optimizer, g_params + loss_params, lr.generator, self.device),
-            "content_net": make_optimizer(t.optimizer, c_params, lr.content_net, self.device),
-            "discriminator": make_optimizer(t.optimizer, self.discriminator.parameters(), lr.discriminator, self.device),
-        }
-        self.base_lr = {"generator": lr.generator, "content_net": lr.content_net, "discriminator": lr.discriminator}
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.ema = EMA(self.generator, t.ema.decay) if t.ema.enabled else None
-        self.pool = ImagePool(t.image_pool)
-
-        self.style_labels = _labels("style", self.losses.style, [i.name for i in self.spec.losses.style])
-        self.content_labels = _labels("content", self.losses.content, [i.name for i in self.spec.losses.content])
-        self.reconstruction_labels = [
-            "reconstruction/" + label.split("/", 1)[1] for label, (_, m) in zip(self.content_labels, self.losses.content)
-            if any(m is r for _, r in self.losses.reconstruction)
-        ] or ["reconstruction/l1"]
-        self.adversarial = any(getattr(m, "adversarial", True) for _, m in self.losses.style)
-        self.needs_real_grad = any(getattr(m, "needs_real_grad", False) for _, m in self.losses.style)
-
-        self.train_content_net = self.spec.model.content_net.train
-        check_content_net_use(self.spec, self.losses)
-        self.total_steps = t.total_steps
+        _seed_everything(t.seed)
+        self.trio, self.losses = self._build()
+        self.stages: list[Stage] = [stage_from_spec(s) for s in t.stages]
         self.stage_ends = list(np.cumsum([s.steps for s in t.stages]))
-        self.step = 0
-        self.nonfinite, self._unread, self._skipped_unlogged = 0, [], 0
+        self.training_step = TrainingStep(
+            self._collaborators(augment=self.spec.data.augment_on == "device" and dataset is None),
+            StepSettings.from_spec(self.spec, self.device, self.precision, self.channels_last),
+            last_checkpoint=self._intact_checkpoint,
+        )
+        self.step = 0  # steps done
         self._stop_requested = False
         self._dataset = dataset
-        self._device_augment: Any = None
-        if self.spec.data.augment_on == "device" and dataset is None:
-            from gancr.data import DeviceAugment
-
-            d = self.spec.data
-            self._device_augment = DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip)
-            self._device_augment_style = DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip, d.style_hue)
         self._samples: Tensor | None = None
         self.resumed_from: Path | None = None
         if resume:
             self._restore()
 
     # ------------------------------------------------------------------------------------
-    # set-up helpers
+    # set-up
     # ------------------------------------------------------------------------------------
+
+    def _check_folder(self, resume: bool) -> None:
+        """The run folder must be writable, and not another run's by mistake."""
+        if resume and self.overwrite:
+            raise GancrError("--resume continues the run in the folder, --overwrite replaces it: give one of them")
+        check_output(self.out_dir, folder=True, what="the run folder")
+        if not resume and not self.overwrite and self.dist.is_main:
+            self._check_not_another_run()
+
+    def _build(self) -> tuple[Trio, Losses]:
+        """The trio and the losses on the device: the same on every process, in the memory
+        format, in training mode (every submodule, even one a component built in eval)."""
+        t = self.spec.training
+        trio: Trio = build(self.spec).to(self.device)
+        losses = build_losses(self.spec)
+        loss_modules = losses.modules().to(self.device)
+        if self.dist.enabled:
+            if self.device.type == "cuda":
+                trio = nn.SyncBatchNorm.convert_sync_batchnorm(trio)
+            self.dist.broadcast_parameters(trio)
+            self.dist.broadcast_parameters(loss_modules)
+            torch.manual_seed(t.seed + 7919 * self.dist.rank)  # per-process noise (penalties, pool)
+        if self.channels_last:
+            trio.to(memory_format=torch.channels_last)
+            loss_modules.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = t.cudnn_benchmark
+        for module in (trio.generator, trio.content_net, loss_modules):
+            module.train()  # steps keep it so
+        check_content_net_use(self.spec, losses)
+        return trio, losses
+
+    def _compiled(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """``torch.compile``-d forwards of the three networks (and the losses, compiled in place)."""
+        t = self.spec.training
+        if not t.compile:
+            return {}
+        mode = None if t.compile is True or t.compile == "default" else t.compile
+        compiled = {name: torch.compile(getattr(self.trio, name), mode=mode) for name in NETS}
+        for term in [*self.losses.content, *self.losses.style]:
+            term.loss.compile(mode=mode)
+        return compiled
+
+    def _collaborators(self, augment: bool) -> Collaborators:
+        """What the step works with, as the spec's ``training`` and ``data`` sections say."""
+        t, d = self.spec.training, self.spec.data
+        compiled = self._compiled()
+        augmentation = None
+        if augment:
+            from gancr.data import DeviceAugment
+
+            augmentation = (DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip),
+                            DeviceAugment(t.image_size, tuple(d.crop_scale), d.flip, d.style_hue))
+        return Collaborators(
+            self.trio.generator, self.trio.content_net, self.trio.discriminator, self.losses,
+            optimizers=make_optimizers(self.trio, self.losses, t.optimizer, self.device),
+            scaler=torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16"),
+            ema=EMA(self.trio.generator, t.ema.decay) if t.ema.enabled else None,
+            pool=ImagePool(t.image_pool),
+            augment=augmentation,
+            learning_rates=LearningRates.from_spec(t),
+            compiled=compiled,
+            dist=self.dist,
+        )
+
+    # ------------------------------------------------------------------------------------
+    # what the step works with, by name
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.trio.generator
+
+    @property
+    def content_net(self) -> nn.Module:
+        return self.trio.content_net
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.trio.discriminator
+
+    @property
+    def loss_modules(self) -> nn.ModuleList:
+        """Every loss module and the balancer (a checkpoint keeps their state)."""
+        return self.training_step.loss_modules
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.training_step.collaborators.optimizers
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        return self.training_step.collaborators.scaler
+
+    @property
+    def ema(self) -> EMA | None:
+        return self.training_step.collaborators.ema
+
+    @property
+    def pool(self) -> ImagePool:
+        return self.training_step.collaborators.pool
+
+    @property
+    def nonfinite(self) -> int:
+        """Consecutive steps skipped for non-finite losses (as read so far)."""
+        return self.training_step.nonfinite
+
+    @property
+    def train_content_net(self) -> bool:
+        return self.spec.model.content_net.train
+
+    @property
+    def total_steps(self) -> int:
+        return self.spec.training.total_steps
 
     @property
     def out_dir(self) -> Path:
         """The run directory (:attr:`run` knows its files)."""
         return self.run.path
-
-    @staticmethod
-    def _seed_everything(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
 
     @property
     def dataset(self) -> Any:
@@ -272,15 +297,34 @@ class Trainer(TrainingStep):
                 return i
         return len(self.stage_ends) - 1
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return autocast(self.device, self.precision)
-
     def to_device(self, x: Tensor) -> Tensor:
         """A batch on the training device, in the trio's memory format."""
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    # ------------------------------------------------------------------------------------
+    # one step
+    # ------------------------------------------------------------------------------------
+
+    def train_step(self, x: Tensor, s: Tensor, *, log: bool = True) -> dict[str, float]:
+        """Step :attr:`step` (generator side, then the discriminator) on a batch on the device;
+        returns its metrics: the step, the stage, and (``log``) the losses, or the learning rates.
+
+        See :class:`~gancr.training.step.TrainingStep` for non-finite steps and the steps that do
+        not log (their losses are read with the next that does).
+        """
+        i = self.stage_index(self.step)
+        metrics = self.training_step(x, s, number=self.step, stage=self.stages[i], log=log)
+        self.step += 1
+        return {"step": self.step, "stage": i + 1, **metrics}
+
+    def generator_losses(self, x: Tensor, s: Tensor, stage: Any) -> dict[str, Any]:
+        """The generator side of a step of ``stage`` (an item of ``training.stages``, or a
+        :data:`~gancr.training.step.Stage`) at :attr:`step`, without updating anything
+        (:meth:`TrainingStep.generator_losses <gancr.training.step.TrainingStep.generator_losses>`)."""
+        return self.training_step.generator_losses(x, s, stage_from_spec(stage), self.step)
 
     # ------------------------------------------------------------------------------------
     # the loop
@@ -291,8 +335,7 @@ class Trainer(TrainingStep):
 
         Under ``torchrun`` every process trains; only rank 0 writes the run directory.
         """
-        main = self.dist.is_main
-        if main:
+        if self.dist.is_main:
             self._lock = self.run.lock()  # one process per run folder; the OS frees it when we die
         try:
             return self._fit()
@@ -316,18 +359,18 @@ class Trainer(TrainingStep):
             )
         self.run.clear()
 
-    def _fit(self) -> FitResult:
+    def _open_folder(self) -> None:
+        """The run folder, ready for this run: ours, without orphans, with the spec, the metrics trimmed."""
+        if self.resumed_from is None and self.step == 0:
+            self._check_not_another_run()  # again, now that the folder is ours
+        self.run.remove_orphans()  # temporary files of writes that a kill cut short
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.write_spec(self.spec.to_yaml())
+        trim_metrics(self.run, self.step)
+
+    def _loader(self, stop: int) -> torch.utils.data.DataLoader:
         t = self.spec.training
-        main = self.dist.is_main
-        if main:
-            if self.resumed_from is None and self.step == 0:
-                self._check_not_another_run()  # again, now that the folder is ours
-            self.run.remove_orphans()  # temporary files of writes that a kill cut short
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            self.run.write_spec(self.spec.to_yaml())
-            trim_metrics(self.run, self.step)
-        stop = self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps)
-        loader = torch.utils.data.DataLoader(
+        return torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=_StepBatches(self.step, stop, t.batch_size, self.dist.rank, self.dist.world_size),
             num_workers=t.workers,
@@ -335,47 +378,19 @@ class Trainer(TrainingStep):
             generator=torch.Generator(),  # keep the global random state untouched
             persistent_workers=False,
         )
-        status: Literal["finished", "max_steps", "interrupted"] = "finished"
-        last_ckpt: Path | None = None
+
+    def _fit(self) -> FitResult:
+        stop = self.total_steps if self.max_steps is None else min(self.total_steps, self.max_steps)
+        main = self.dist.is_main
+        if main:
+            self._open_folder()
         generator_path: Path | None = None
-        current_stage = -1
-        log = RunLog(self.run, t, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
+        log = RunLog(self.run, self.spec.training, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
         signals = StopSignals(self.request_stop).__enter__()
-        rate: float | None = None
         try:
-            self._check_step_memory()
-            tick, logged = time.perf_counter(), self.step
-            for batch in loader:
-                stage_i = self.stage_index(self.step)
-                if stage_i != current_stage:
-                    current_stage = stage_i
-                    stage = t.stages[stage_i]
-                    if main:
-                        call_hook("gancr_on_stage_start", trainer=self, stage=stage, stage_index=stage_i)
-                    log.stage(f"stage {stage_i + 1}/{len(t.stages)} {stage.name}")
-                x, s = self.to_device(batch["content"]), self.to_device(batch["style"])
-                if self._device_augment is not None:
-                    x = self.to_device(self._device_augment(x))
-                    s = self.to_device(self._device_augment_style(s))
-                logs = (self.step + 1) % t.log_every == 0 or self.step + 1 == stop  # only these read losses back
-                metrics = self.train_step(x, s, log=logs)
-                if logs:  # the throughput since the last line (the steps between queue up on a GPU)
-                    now = time.perf_counter()
-                    rate = t.batch_size * (self.step - logged) / max(now - tick, 1e-9)
-                    tick, logged = now, self.step
-                    metrics.update(images_per_s=rate, time=time.time())
-                if main:
-                    if logs:
-                        log.write(metrics)
-                    call_hook("gancr_on_step_end", trainer=self, step=self.step, metrics=metrics)
-                    log.advance(metrics, rate)
-                    if self.step % t.sample_every == 0:
-                        self.save_samples()
-                if self.step % t.checkpoint.every == 0 and self.step < stop:
-                    last_ckpt = self.save_checkpoint()
-                if (logs or not self.dist.enabled) and self._should_stop():  # across processes: a sync
-                    status = "interrupted"
-                    break
+            t = self.spec.training
+            check_training_memory(self.trio, self.local_batch, t.image_size, self.device)
+            status, last_ckpt = self._loop(stop, log)
             if status == "finished" and self.step < self.total_steps:
                 status = "max_steps"
             if last_ckpt is None or not last_ckpt.name.endswith(f"{self.step:07d}.pt"):
@@ -387,18 +402,62 @@ class Trainer(TrainingStep):
         except (MemoryError, RuntimeError) as exc:
             if not is_allocation_error(exc):
                 raise
-            t = self.spec.training
-            kept = self._intact_checkpoint()
-            raise memory_error(
-                exc, f"training step {self.step + 1} (batches of {t.batch_size} crops of {t.image_size} px)",
-                "training.batch_size or training.image_size (or data.load_size, or the model's widths)"
-                + (f"; the checkpoint {kept} is intact" if kept else ""), self.device,
-            ) from None
+            raise self._memory_error(exc) from None
         finally:
             signals.__exit__()
             log.close()
         return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path,
                          signals.received if status == "interrupted" else None)
+
+    def _loop(self, stop: int, log: RunLog) -> tuple[Status, Path | None]:
+        """The steps up to ``stop``: returns why they ended and the last checkpoint written."""
+        t = self.spec.training
+        current_stage, last_ckpt, rate = -1, None, None
+        tick, logged = time.perf_counter(), self.step
+        for batch in self._loader(stop):
+            if self.stage_index(self.step) != current_stage:
+                current_stage = self.stage_index(self.step)
+                self._enter_stage(current_stage, log)
+            x, s = self.to_device(batch["content"]), self.to_device(batch["style"])
+            logs = (self.step + 1) % t.log_every == 0 or self.step + 1 == stop  # only these read losses back
+            metrics = self.train_step(x, s, log=logs)
+            if logs:  # the throughput since the last line (the steps between queue up on a GPU)
+                now = time.perf_counter()
+                rate = t.batch_size * (self.step - logged) / max(now - tick, 1e-9)
+                tick, logged = now, self.step
+                metrics.update(images_per_s=rate, time=time.time())
+            if self.dist.is_main:
+                self._report(metrics, logs, rate, log)
+            if self.step % t.checkpoint.every == 0 and self.step < stop:
+                last_ckpt = self.save_checkpoint()
+            if (logs or not self.dist.enabled) and self._should_stop():  # across processes: a sync
+                return "interrupted", last_ckpt
+        return "finished", last_ckpt
+
+    def _enter_stage(self, index: int, log: RunLog) -> None:
+        stages = self.spec.training.stages
+        if self.dist.is_main:
+            call_hook("gancr_on_stage_start", trainer=self, stage=stages[index], stage_index=index)
+        log.stage(f"stage {index + 1}/{len(stages)} {stages[index].name}")
+
+    def _report(self, metrics: dict[str, float], logs: bool, rate: float | None, log: RunLog) -> None:
+        """What rank 0 does after a step: the metrics line, the hook, the progress, the samples."""
+        if logs:
+            log.write(metrics)
+        call_hook("gancr_on_step_end", trainer=self, step=self.step, metrics=metrics)
+        log.advance(metrics, rate)
+        if self.step % self.spec.training.sample_every == 0:
+            self.save_samples()
+
+    def _memory_error(self, exc: BaseException) -> ResourceError:
+        """An allocation that failed in a step, as a message naming what to lower."""
+        t = self.spec.training
+        kept = self._intact_checkpoint()
+        return memory_error(
+            exc, f"training step {self.step + 1} (batches of {t.batch_size} crops of {t.image_size} px)",
+            "training.batch_size or training.image_size (or data.load_size, or the model's widths)"
+            + (f"; the checkpoint {kept} is intact" if kept else ""), self.device,
+        )
 
     def _should_stop(self) -> bool:
         """A stop request (Ctrl-C) on any process stops every process after the same step."""
@@ -438,7 +497,7 @@ class Trainer(TrainingStep):
             self._samples = samples
         x = self.to_device(self._samples)
         gen = self.inference_generator()
-        with eval_mode(gen, self.content_net), self._autocast():
+        with eval_mode(gen, self.content_net), autocast(self.device, self.precision):
             rows = torch.stack([x, self.content_net(x).float(), gen(x).float()], dim=1)
         grid = make_grid(rows.flatten(0, 1).clamp(0, 1).cpu(), nrow=3, padding=2, pad_value=1.0)
         return save_image(grid, self.run.sample_file(self.step))
@@ -466,7 +525,7 @@ class Trainer(TrainingStep):
 
         Under ``torchrun`` rank 0 writes it and every process waits for it (a barrier).
         """
-        self.settle()  # the count of skipped steps it keeps is exact
+        self.training_step.settle(self.step)  # the count of skipped steps it keeps is exact
         path = self.run.checkpoint_file(self.step)
         if self.dist.is_main:
             try:
@@ -488,25 +547,6 @@ class Trainer(TrainingStep):
         found = self.run.newest_checkpoint()
         return found.path if found is not None else None
 
-    def _check_step_memory(self) -> None:
-        """Refuse a step that clearly cannot fit (its activations alone exceed the free memory)."""
-        t = self.spec.training
-        size = min(t.image_size, max(64, 2 * int(getattr(self.generator, "reduction", 1))))
-        try:
-            per_pixel = (activation_bytes(self.generator, training=True, size=size)
-                         + activation_bytes(self.content_net, training=True, size=size)
-                         + 2 * activation_bytes(self.discriminator, training=True, size=size))
-        except Exception:  # noqa: BLE001 - a part that cannot be probed this way is simply not checked
-            return
-        need = per_pixel * self.local_batch * t.image_size**2
-        free = available_memory(self.device)
-        if free is not None and need > free:
-            raise ResourceError(
-                f"a training step on batches of {self.local_batch} crops of {t.image_size} px needs about "
-                f"{human_size(need)} of memory for its activations, and {human_size(free)} is free; lower "
-                "training.batch_size or training.image_size"
-            )
-
     def save_generator(self) -> Path:
         """``generator.safetensors``: generator (and EMA) and content-net weights, with the spec."""
         return self.run.save_generator(InferenceWeights(
@@ -514,28 +554,6 @@ class Trainer(TrainingStep):
             self.ema.module.state_dict() if self.ema is not None else None,
             self.content_net.state_dict(), step=self.step,
         ))
-
-    def _check_resumed_spec(self, saved: dict[str, Any] | None, path: Path) -> None:
-        """The run's model and losses must not change on resume; training settings may (warned)."""
-        if not saved:
-            return
-        current = self.spec.to_dict()
-        changed = _differences(saved, current)
-        fixed = [p for p in changed if p.split(".")[0] in ("model", "losses")]
-        if fixed:
-            raise CheckpointError(
-                f"--resume: {path} was trained with a different model or losses ({', '.join(fixed[:5])}"
-                f"{' ...' if len(fixed) > 5 else ''}); resume with the run's own spec: "
-                f"gancr train {self.run.spec_file} --out {self.out_dir} --resume"
-            )
-        other = [p for p in changed if p.split(".")[0] not in ("description",)]
-        if other:
-            warnings.warn(
-                f"resuming {path.name} with changed settings: {', '.join(other[:8])}"
-                f"{' ...' if len(other) > 8 else ''}",
-                UserWarning,
-                stacklevel=3,
-            )
 
     def _restore(self) -> None:
         found = self.run.newest_checkpoint(map_location=self.device)
@@ -545,7 +563,7 @@ class Trainer(TrainingStep):
                 "--overwrite (or into a new folder)"
             )
         path, state = found.path, found.checkpoint
-        self._check_resumed_spec(state.spec, path)
+        check_resumed_spec(state.spec, self.spec.to_dict(), path, self.run)
         try:
             for name in NETS:
                 getattr(self, name).load_state_dict(getattr(state, name))
@@ -563,7 +581,7 @@ class Trainer(TrainingStep):
             self.scaler.load_state_dict(state.scaler)
         self.pool.load_state_dict(state.pool, self.device)
         set_rng_state(state.rng)
-        self.nonfinite = state.nonfinite
+        self.training_step.nonfinite = state.nonfinite
         self.step = state.step
         self.resumed_from = path
         if self.dist.enabled:  # per-process noise again, whatever the world size was before
