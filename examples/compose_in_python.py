@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     # is: gancr.registry.register lasts for the process). The luma loss is not needed.
     generator = gancr.load_generator(out)
     from gancr.data import load_image, resolve_source, save_image
+    from gancr.data.resize import resize
 
     photo = load_image(resolve_source("builtin:holdout")[0])  # a photograph training never saw
-    photo = F.interpolate(photo[None], scale_factor=256 / max(photo.shape[-2:]), mode="area")[0]
-    stylised = gancr.stylize(photo, generator=generator)  # (3, H, W) in [0, 1], same size
+    photo = resize(photo, scale=256 / max(photo.shape[-2:]))
+    stylised = gancr.stylize_tensor(generator, photo)  # (3, H, W) in [0, 1], same size
     path = save_image(torch.cat([photo, stylised], dim=-1), out / "compose_example.png")
     print(f"input | stylised: {path}")
     return 0

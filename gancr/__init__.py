@@ -42,6 +42,7 @@ _LAZY = {
     "ContentNet": "gancr.trio",
     "Trainer": "gancr.training",
     "stylize": "gancr.inference",
+    "stylize_tensor": "gancr.inference",
     "load_generator": "gancr.inference",
     "GancrError": "gancr.errors",
     "SpecError": "gancr.errors",
@@ -65,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
         SpecError,
         UnknownComponentError,
     )
-    from gancr.inference import load_generator, stylize
+    from gancr.inference import load_generator, stylize, stylize_tensor
     from gancr.plugins import get_registry, register_plugin, registered_plugin, unregister_plugin
     from gancr.registry import KINDS, ComponentParams, Registry
     from gancr.spec import Slot, Spec, apply_overrides, default_spec, load_spec

@@ -2,6 +2,11 @@
 
 Training, inference, evaluation and the command line share these, so ``auto`` means the
 same everywhere: CUDA when present, bf16 autocast on a CUDA device that supports it.
+
+The device rule: every public entry point that runs a model takes ``device="auto"`` by default
+(``Trainer`` through ``training.device``, ``stylize``, ``load_generator``, ``load_content_net``,
+``evaluate``, ``gancr bench``, and their commands' ``--device``): CUDA when present, else the
+CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device`` choose one.
 """
 
 from __future__ import annotations
@@ -18,16 +23,20 @@ from gancr.errors import GancrError
 __all__ = ["resolve_device", "resolve_precision", "autocast", "eval_mode"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; otherwise any torch device string."""
-    if name == "auto":
+def resolve_device(name: str | torch.device = "auto", what: str = "device") -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; otherwise any torch device string (or a
+    ``torch.device``). ``what`` names the setting in messages (``training.device``, ``--device``)."""
+    if isinstance(name, torch.device):
+        device = name
+    elif name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise GancrError(f"training.device: {exc}") from None
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError as exc:
+            raise GancrError(f"{what}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GancrError(f"training.device is {name!r} but no CUDA device is available; use auto or cpu")
+        raise GancrError(f"{what} is {str(name)!r} but no CUDA device is available; use auto or cpu")
     return device
 
 

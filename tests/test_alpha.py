@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from gancr.errors import GancrError
-from gancr.inference import load_generator, stylize, stylize_tensor
+from gancr.inference import StylizeOptions, load_generator, stylize, stylize_tensor
 from gancr.inference.strength import StrengthBlend, check_alpha
 from inferencekit import TINY_IN_MODEL, run_cli, smooth_image, tiny_spec, write_png, write_run
 
@@ -42,12 +42,13 @@ def _runs(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_alpha_one_is_plain_stylize(run, x):
-    assert torch.equal(stylize(x, checkpoint=run, alpha=1.0), stylize(x, checkpoint=run))
+    generator = load_generator(run)
+    assert torch.equal(stylize_tensor(generator, x, alpha=1.0), stylize_tensor(generator, x))
 
 
 def test_alpha_zero_gives_back_the_input_for_every_kind_of_run(tmp_path, x):
     for name, path in _runs(tmp_path).items():
-        assert torch.equal(stylize(x, checkpoint=path, alpha=0.0), x), name
+        assert torch.equal(stylize_tensor(load_generator(path), x, alpha=0.0), x), name
 
 
 def test_intermediate_alphas_blend_input_and_stylisation(run, x):
@@ -56,7 +57,7 @@ def test_intermediate_alphas_blend_input_and_stylisation(run, x):
         styled = generator(x).clamp(0, 1)
     distances = []
     for alpha in (0.25, 0.5, 0.75):
-        y = stylize(x, generator=generator, alpha=alpha)
+        y = stylize_tensor(generator, x, StylizeOptions(alpha=alpha))
         assert float((y - (x + alpha * (styled - x))).abs().max()) < 1e-5, alpha
         distances.append(float((y - styled).abs().mean()))
     assert distances == sorted(distances, reverse=True)  # closer to the full style as alpha grows
@@ -67,7 +68,7 @@ def test_alpha_scales_a_residual_generators_change(tmp_path, x):
     generator = load_generator(path)
     with torch.no_grad():
         change = generator(x) - x
-    half = stylize(x, generator=generator, alpha=0.5)
+    half = stylize_tensor(generator, x, alpha=0.5)
     assert float((half - (x + 0.5 * change)).abs().max()) < 1e-5
 
 
@@ -82,7 +83,9 @@ def test_alpha_with_tiles_matches_without(run, x):
 @pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, math.inf, "strong"])
 def test_invalid_alpha_errors_clearly(run, x, bad):
     with pytest.raises(GancrError, match="between 0 and 1"):
-        stylize(x, checkpoint=run, alpha=bad)
+        stylize_tensor(load_generator(run), x, alpha=bad)
+    with pytest.raises(GancrError, match="between 0 and 1"):
+        stylize([str(run)], out_dir=run / "never", checkpoint=run, alpha=bad)  # before anything is read
     assert check_alpha(0) == 0.0 and check_alpha("0.5") == 0.5
 
 
@@ -91,7 +94,7 @@ def test_a_generator_not_loaded_from_a_file_takes_alpha_too(x):
 
     generator = gancr.build(tiny_spec()).generator.eval()
     assert torch.equal(stylize_tensor(generator, x, alpha=0.0), x)
-    assert torch.equal(stylize(x, generator=generator, alpha=0.0), x)
+    assert torch.equal(stylize_tensor(generator, x, StylizeOptions(alpha=0.0)), x)
     assert StrengthBlend(generator, 0.3).reduction == generator.reduction
 
 

@@ -105,12 +105,12 @@ def test_inference_on_cuda_matches_cpu(tmp_path):
 
 def test_stylize_picks_the_faster_precision_and_keeps_the_result(tmp_path):
     from gancr import build
-    from gancr.inference import fastest_precision, stylize
+    from gancr.inference import fastest_precision, stylize_tensor
 
     trio = build({"model": SPEC["model"], "training": {"image_size": 64}}).eval().cuda()
     x = torch.rand(3, 96, 128)
     chosen = fastest_precision(trio.generator, x.cuda())
     assert chosen in ("fp32", "bf16")
-    auto = stylize(x, generator=trio.generator, device="cuda", precision="auto")
-    fp32 = stylize(x, generator=trio.generator, device="cuda", precision="fp32")
-    assert auto.shape == x.shape and torch.allclose(auto, fp32, atol=2e-2)
+    auto = stylize_tensor(trio.generator, x, precision="auto")
+    fp32 = stylize_tensor(trio.generator, x, precision="fp32")
+    assert auto.shape == x.shape and auto.device == x.device and torch.allclose(auto, fp32, atol=2e-2)

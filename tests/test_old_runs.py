@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from gancr.cli import main
 from gancr.data import save_image
-from gancr.inference import stylize
+from gancr.inference import load_generator, stylize_tensor
 
 RUN = Path(__file__).parent / "data" / "run_0_1"
 CHECKPOINT = RUN / "checkpoints" / "step_0000002.pt"
@@ -25,6 +25,10 @@ CHECKPOINT = RUN / "checkpoints" / "step_0000002.pt"
 @pytest.fixture(scope="module")
 def expected() -> dict[str, torch.Tensor]:
     return load_file(str(Path(__file__).parent / "data" / "run_0_1_expected.safetensors"))
+
+
+def stylize(x: torch.Tensor, *, checkpoint: Path, ema: bool = True, **options) -> torch.Tensor:
+    return stylize_tensor(load_generator(checkpoint, ema=ema), x, **options)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:

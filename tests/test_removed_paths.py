@@ -71,7 +71,7 @@ def test_stylize_takes_no_content_net(tmp_path):
     with pytest.raises(TypeError, match="content_net"):
         stylize_tensor(generator.eval(), torch.rand(3, 32, 32), content_net=None)
     with pytest.raises(TypeError, match="content_net"):
-        stylize(torch.rand(3, 32, 32), generator=generator.eval(), content_net=None)
+        stylize([str(tmp_path)], out_dir=tmp_path / "out", generator=generator.eval(), content_net=None)
 
 
 def test_the_changelog_names_every_move():

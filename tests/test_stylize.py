@@ -82,9 +82,22 @@ def test_a_folder_keeps_its_layout(run, tmp_path, capsys):
 def test_any_size_works(run, shape):
     generator = load_generator(run)
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
-    y = stylize(x, generator=generator)
-    assert y.shape == x.shape and y.dtype == torch.float32
+    y = stylize_tensor(generator, x)
+    assert y.shape == x.shape and y.dtype == torch.float32 and y.device == x.device
     assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_stylize_writes_files_and_returns_them_and_stylize_tensor_takes_tensors(run, tmp_path):
+    # one return type each: stylize -> the files it wrote (Stylized), stylize_tensor -> a tensor
+    src = write_image(tmp_path / "in" / "photo.png", h=40, w=52, seed=3)
+    written = gancr.stylize([src.parent], checkpoint=run, out_dir=tmp_path / "out", alpha=0.5, device="cpu")
+    assert written == [tmp_path / "out" / "photo.png"] and written.skipped == []
+    from gancr.data import load_image
+
+    expected = gancr.stylize_tensor(load_generator(run, device="cpu"), load_image(src), alpha=0.5)
+    assert np.abs(_array(written[0]).astype(float) - (expected.permute(1, 2, 0).numpy() * 255)).max() <= 0.5 + 1e-3
+    with pytest.raises(TypeError, match="stylize_tensor"):
+        gancr.stylize(torch.rand(3, 8, 8), checkpoint=run, out_dir=tmp_path / "never")
 
 
 def test_ema_and_raw_weights_differ(run, tmp_path, capsys):
@@ -100,10 +113,10 @@ def test_ema_and_raw_weights_differ(run, tmp_path, capsys):
 
 def test_run_dir_generator_file_and_checkpoint_agree(run):
     x = torch.rand(2, 3, 40, 36, generator=torch.Generator().manual_seed(1))
-    from_dir = stylize(x, checkpoint=run)
-    from_file = stylize(x, checkpoint=run / "generator.safetensors")
-    final = stylize(x, checkpoint=run / "checkpoints" / "step_0000004.pt")
-    earlier = stylize(x, checkpoint=run / "checkpoints" / "step_0000002.pt")
+    from_dir = stylize_tensor(load_generator(run), x)
+    from_file = stylize_tensor(load_generator(run / "generator.safetensors"), x)
+    final = stylize_tensor(load_generator(run / "checkpoints" / "step_0000004.pt"), x)
+    earlier = stylize_tensor(load_generator(run / "checkpoints" / "step_0000002.pt"), x)
     assert torch.equal(from_dir, from_file) and torch.equal(from_dir, final)
     assert not torch.equal(final, earlier)
     for ema in (True, False):
@@ -152,7 +165,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(run, tmp_path, capsys):
         with pytest.raises(CheckpointError, match="refuses to unpickle"):
             load_checkpoint(path)
         with pytest.raises(CheckpointError):
-            stylize(torch.rand(3, 8, 8), checkpoint=path)
+            stylize([str(run / "samples")], checkpoint=path, out_dir=tmp_path / "o")
         code, _, err = _stylize_cli(capsys, str(run / "samples"), "--checkpoint", str(path), "--out", str(tmp_path / "o"))
         assert code == 2 and "refuses to unpickle" in err and "Traceback" not in err
     # in a run directory it is skipped (with a warning), never loaded
@@ -163,3 +176,24 @@ def test_a_checkpoint_that_would_run_code_is_refused(run, tmp_path, capsys):
         with pytest.raises(gancr.CheckpointError, match="no complete checkpoint"):
             Trainer(tiny_spec(tmp_path, tmp_path), evil_run, resume=True, quiet=True)
     assert not marker.exists()
+
+
+def test_every_entry_point_defaults_to_the_auto_device():
+    """One device rule (issue 20): whatever runs a model takes device="auto" unless told otherwise."""
+    import inspect
+
+    from gancr.bench.quality import bench_quality
+    from gancr.bench.speed import bench_speed
+    from gancr.cli import build_parser
+    from gancr.evaluation import evaluate
+    from gancr.inference import Run, load_content_net
+    from gancr.spec import load_spec
+
+    for fn in (gancr.stylize, load_generator, load_content_net, evaluate, Run.generator, Run.content_net,
+               bench_speed, bench_quality):
+        assert inspect.signature(fn).parameters["device"].default == "auto", fn.__qualname__
+    assert load_spec({}).training.device == "auto"
+    parser = build_parser()
+    for command in (["stylize", "x", "--checkpoint", "r", "--out", "o"], ["eval", "--checkpoint", "r", "--content", "c",
+                    "--style", "s"], ["bench", "speed", "--spec", "s"], ["bench", "quality"]):
+        assert parser.parse_args(command).device == "auto", command

@@ -274,18 +274,10 @@ def differences_from_identity(ev: dict[str, Any], identity: dict[str, Any]) -> d
 def bench_quality(
     specs: Sequence[str | os.PathLike] = DEFAULT_SPECS,
     *,
-    steps: int = DEFAULT_STEPS,
-    size: int = DEFAULT_SIZE,
-    batch_size: int = DEFAULT_BATCH,
-    max_width: int = DEFAULT_MAX_WIDTH,
-    seed: int = 0,
-    holdout: str = "builtin:holdout",
-    out_dir: str | os.PathLike | None = None,
-    encoder: Any = None,
-    feature_size: int = 224,
-    device: str = "auto",
-    quiet: bool = True,
-    log: Callable[[str], None] | None = None,
+    steps: int = DEFAULT_STEPS, size: int = DEFAULT_SIZE, batch_size: int = DEFAULT_BATCH,
+    max_width: int = DEFAULT_MAX_WIDTH, seed: int = 0, holdout: str = "builtin:holdout",
+    out_dir: str | os.PathLike | None = None, encoder: Any = None, feature_size: int = 224,
+    device: str = "auto", quiet: bool = True, log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train every spec the same way, score each on the held-out photos' true cartoons.
 
@@ -315,7 +307,6 @@ def bench_quality(
     from datetime import datetime, timezone
 
     from gancr.evaluation import evaluate
-    from gancr.training import Trainer
 
     say = log or (lambda line: None)
     if steps < 1 or size < 16 or batch_size < 1:
@@ -325,49 +316,24 @@ def bench_quality(
         raise GancrError("bench quality: give at least one --spec")
     prepared = [(p, *prepare_spec(p, steps=steps, size=size, batch_size=batch_size, max_width=max_width,
                                   seed=seed, device=device)) for p in paths]
-    started = time.perf_counter()
-    load_before = _load()
-    tmp = None
-    if out_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="gancr-bench-quality-")
-        root = Path(tmp.name)
-    else:
-        root = Path(out_dir)
+    started, load_before = time.perf_counter(), _load()
+    tmp = tempfile.TemporaryDirectory(prefix="gancr-bench-quality-") if out_dir is None else None
+    root = Path(tmp.name if tmp is not None else out_dir)  # type: ignore[arg-type]
     names = _unique([p.stem for p in paths])
-    runs = []
+    runs: list[dict[str, Any]] = []
     try:
         content, target, target_label = _holdout_sets(holdout, root)
         scoring = dict(encoder=encoder, max_size=3 * size, feature_size=feature_size, per_image=True)
         say(f"[identity] scoring G(x) = x on {holdout}")
         identity = evaluate(_Identity(), content, "builtin:cartoon", target, device=device, **scoring)
         for (path, spec, changes), name in zip(prepared, names):
-            run_dir = root / name
             say(f"[{name}] training {steps} steps at {size} px ({'; '.join(changes)})")
-            t0 = time.perf_counter()
-            trainer = Trainer(spec, run_dir, quiet=quiet)
-            result = trainer.fit()
-            train_s = time.perf_counter() - t0
-            say(f"[{name}] trained in {train_s:.0f} s; evaluating on {holdout}")
-            t1 = time.perf_counter()
-            ev = evaluate(trainer, content, "builtin:cartoon", target, device=trainer.device, **scoring)
-            eval_s = time.perf_counter() - t1
-            rates = _rates(trainer.run.metrics_file)
-            runs.append({
-                "name": name,
-                "spec": str(path),
-                "role": "gancr" if not runs else "baseline",
-                "description": spec.get("description"),
-                "changes": changes,
-                "generator_parameters": sum(p.numel() for p in trainer.generator.parameters()),
-                "steps": result.step,
-                "train_seconds": round(train_s, 1),
-                "eval_seconds": round(eval_s, 1),
-                "images_per_s": rates,
-                "run_dir": str(run_dir) if tmp is None else None,
-                "eval": ev,
-                "vs_identity": differences_from_identity(ev, identity),
-            })
-            say(f"[{name}] evaluated in {eval_s:.0f} s")
+            run = _train_and_score(spec, root / name, (content, target), scoring, quiet=quiet,
+                                   say=lambda line, name=name: say(f"[{name}] {line}"))
+            runs.append({"name": name, "spec": str(path), "role": "gancr" if not runs else "baseline",
+                         "description": spec.get("description"), "changes": changes, **run,
+                         "run_dir": str(root / name) if tmp is None else None,
+                         "vs_identity": differences_from_identity(run["eval"], identity)})
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -381,6 +347,32 @@ def bench_quality(
         "identity": identity,
         "runs": runs,
         "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _train_and_score(spec: dict[str, Any], run_dir: Path, holdout: tuple[Any, Any], scoring: dict[str, Any], *,
+                     quiet: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    """Train one spec into ``run_dir`` and score it on ``holdout`` (content images, their targets):
+    its parameters, steps, times, throughput and evaluation."""
+    from gancr.evaluation import evaluate
+    from gancr.training import Trainer
+
+    t0 = time.perf_counter()
+    trainer = Trainer(spec, run_dir, quiet=quiet)
+    result = trainer.fit()
+    train_s = time.perf_counter() - t0
+    say(f"trained in {train_s:.0f} s; evaluating")
+    t1 = time.perf_counter()
+    ev = evaluate(trainer, holdout[0], "builtin:cartoon", holdout[1], device=trainer.device, **scoring)
+    eval_s = time.perf_counter() - t1
+    say(f"evaluated in {eval_s:.0f} s")
+    return {
+        "generator_parameters": sum(p.numel() for p in trainer.generator.parameters()),
+        "steps": result.step,
+        "train_seconds": round(train_s, 1),
+        "eval_seconds": round(eval_s, 1),
+        "images_per_s": _rates(trainer.run.metrics_file),
+        "eval": ev,
     }
 
 

@@ -111,27 +111,16 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
     """Time gancr's training step and the reference's; returns a dict of figures."""
     import torch
 
-    from gancr._torch_compat import dynamo_disabled
-    from gancr.bench.timing import (
-        count_ops,
-        cpu_name,
-        latency,
-        process_peak_rss,
-        step_flops,
-        step_peak_memory,
-        sync,
-        time_step,
-    )
+    from gancr.bench.timing import cpu_name, process_peak_rss
     from gancr.devices import resolve_device
 
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     result: dict[str, Any] = {"spec": str(spec_path), "device": str(dev), "batch": batch, "size": size,
                               "torch": torch.__version__}
     result["device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
     result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    rows = []
     g_step, trainer = _gancr_step(spec_path, dev, batch, size, list(overrides or []))
     sides: list[tuple[str, Callable[[], Any]]] = [("gancr", g_step)]
     ref_path = find_reference(spec_path, reference)
@@ -145,8 +134,30 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
             sides.append(("hand-written, gancr's settings", _reference_step(ref_path, dev, batch, size, matched)))
             result["reference_settings"] = matched
         result["reference"] = str(ref_path)
-    # first calls (compilation, autotuning), then warm-up, then interleaved timings, so that
-    # a drifting machine (thermal state, other load) weighs on every side alike
+    firsts, timings = _time_sides(sides, dev, warmup, repeats, steps)
+    rows = _rows(sides, firsts, timings, dev, batch, result["device_name"])
+    result["rows"] = rows
+    result["process_peak_rss_mib"] = process_peak_rss()
+    result["ratios"] = {r["name"]: rows[0]["images_per_s"] / r["images_per_s"] for r in rows[1:]}
+    result["ratio_spread"] = {name: ratio_spread(times, timings[0]) for (name, _), times in zip(sides[1:], timings[1:])}
+    result["precision"] = trainer.precision
+    result["channels_last"] = trainer.channels_last
+    result["compile"] = trainer.spec.training.compile
+    result["log_every"] = trainer.spec.training.log_every
+    modes = latency_modes or (("fp32", "bf16", "compiled") if dev.type == "cuda" else ("fp32",))
+    result["inference_ms"] = _latencies(trainer.inference_generator(), dev, latency_sizes, modes)
+    return result
+
+
+def _time_sides(sides: list[tuple[str, Callable[[], Any]]], dev: torch.device, warmup: int, repeats: int,
+                steps: int) -> tuple[list[float], list[list[float]]]:
+    """Each side's first call (seconds) and its timings, interleaved.
+
+    First calls (compilation, autotuning), then warm-up, then interleaved timings, so that a
+    drifting machine (thermal state, other load) weighs on every side alike.
+    """
+    from gancr.bench.timing import sync, time_step
+
     firsts = []
     for _, step in sides:
         t0 = time.perf_counter()
@@ -162,7 +173,17 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
         # another side, with its caches and clocks) falls on every side alike
         for i in [(r + k) % len(sides) for k in range(len(sides))]:
             timings[i].append(time_step(sides[i][1], dev, warmup=0, repeats=1, steps=steps))
-    peak_bf16 = next((v for k, v in PEAK_BF16.items() if k in result["device_name"]), None)
+    return firsts, timings
+
+
+def _rows(sides: list[tuple[str, Callable[[], Any]]], firsts: list[float], timings: list[list[float]],
+          dev: torch.device, batch: int, device_name: str) -> list[dict[str, Any]]:
+    """One row of figures per side: time, throughput, FLOPs, operators, memory."""
+    from gancr._torch_compat import dynamo_disabled
+    from gancr.bench.timing import count_ops, step_flops, step_peak_memory
+
+    peak_bf16 = next((v for k, v in PEAK_BF16.items() if k in device_name), None)
+    rows = []
     for (name, step), first, times in zip(sides, firsts, timings):
         seconds = statistics.median(times)
         with dynamo_disabled():  # count what the step computes, not what a compiled graph fuses
@@ -174,25 +195,21 @@ def bench_speed(spec_path: str, *, device: str = "auto", batch: int = 1, size: i
         if peak_bf16 is not None:
             row["fraction_of_bf16_peak"] = flops / seconds / peak_bf16
         rows.append(row)
-    result["rows"] = rows
-    result["process_peak_rss_mib"] = process_peak_rss()
-    result["ratios"] = {r["name"]: rows[0]["images_per_s"] / r["images_per_s"] for r in rows[1:]}
-    result["ratio_spread"] = {name: ratio_spread(times, timings[0]) for (name, _), times in zip(sides[1:], timings[1:])}
-    result["precision"] = trainer.precision
-    result["channels_last"] = trainer.channels_last
-    result["compile"] = trainer.spec.training.compile
-    result["log_every"] = trainer.spec.training.log_every
-    modes = latency_modes or (("fp32", "bf16", "compiled") if dev.type == "cuda" else ("fp32",))
+    return rows
+
+
+def _latencies(generator: Any, dev: torch.device, sizes: tuple[int, ...], modes: tuple[str, ...]) -> dict[str, Any]:
+    """Inference milliseconds per size and mode (or why a mode failed)."""
+    from gancr.bench.timing import latency
+
     latencies: dict[str, Any] = {}
-    gen = trainer.inference_generator()
-    for s in latency_sizes:
+    for s in sizes:
         for mode in modes:
             try:
-                latencies[f"{s}px {mode}"] = latency(gen, dev, s, mode) * 1000
+                latencies[f"{s}px {mode}"] = latency(generator, dev, s, mode) * 1000
             except Exception as exc:  # noqa: BLE001 - report, don't abort the benchmark
                 latencies[f"{s}px {mode}"] = f"failed: {type(exc).__name__}"
-    result["inference_ms"] = latencies
-    return result
+    return latencies
 
 
 def ratio_spread(side_times: list[float], gancr_times: list[float]) -> dict[str, Any]:

@@ -49,30 +49,24 @@ def add_eval(sub: Any) -> None:
                    "torch hub's cache; never downloaded)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights when the run kept them (default: yes)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--per-image", action="store_true", help="add each image's values to the JSON")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gancr.evaluation import evaluate, format_table, parse_encoder, write_json
+    from gancr.evaluation import EvalOptions, evaluate, format_table, parse_encoder, write_json
 
+    options = EvalOptions(
+        encoder=parse_encoder(args.encoder), max_size=args.max_size or None, feature_size=args.feature_size,
+        views=args.views, kid_features=args.kid_features, inception_weights=args.inception_weights,
+        perceptual=args.perceptual, lpips_weights=args.lpips_weights, per_image=args.per_image,
+    )
     result = evaluate(
         args.checkpoint,
         args.content if len(args.content) > 1 else args.content[0],
         args.style if len(args.style) > 1 else args.style[0],
         None if args.reference is None else (args.reference if len(args.reference) > 1 else args.reference[0]),
-        encoder=parse_encoder(args.encoder),
-        max_size=args.max_size or None,
-        feature_size=args.feature_size,
-        views=args.views,
-        kid_features=args.kid_features,
-        inception_weights=args.inception_weights,
-        perceptual=args.perceptual,
-        lpips_weights=args.lpips_weights,
-        ema=args.ema,
-        device=args.device,
-        per_image=args.per_image,
-        progress=notes_enabled(args),
+        options, ema=args.ema, device=args.device, progress=notes_enabled(args),
     )
     print(format_table(result))
     if args.json:

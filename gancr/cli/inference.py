@@ -19,7 +19,7 @@ def add_stylize(sub: Any) -> None:
     output_argument(p, "--out", folder=True, required=True, help="output folder (PNG files)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the EMA weights when the run kept them (default: yes)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: on CUDA the faster of fp32 and bf16 for this model, measured; fp32 on the CPU")
     p.add_argument("--alpha", type=float, default=1.0, metavar="A",
@@ -35,13 +35,13 @@ def add_stylize(sub: Any) -> None:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from gancr.devices import resolve_device
-    from gancr.inference import open_run, stylize
-    from gancr.inference.strength import check_alpha
+    from gancr.inference import StylizeOptions, open_run, stylize
 
-    alpha = check_alpha(args.alpha)  # checked once: stylize() takes the checked value as it is
+    options = StylizeOptions(alpha=args.alpha, tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
+                             precision=args.precision)  # checked once, before the run is read
     if args.tile is None and (args.overlap is not None or args.stats_tiles is not None):
         raise GancrError("--overlap and --stats-tiles go with --tile SIZE")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     generator = open_run(args.checkpoint).generator(ema=args.ema, device=device)
     if args.tile is not None:
         from gancr.inference.tiling import DEFAULT_STATS_TILES, EXACT_STATS_LIMIT, default_overlap
@@ -52,9 +52,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         if args.stats_tiles is None:
             how += f" (estimated from {EXACT_STATS_LIMIT} on images of more tiles)"
         note(args, f"tiles of {args.tile} px overlapping by >= {overlap} px; instance/group-norm statistics {how}")
-    written = stylize(args.inputs, generator=generator, out_dir=args.out, device=args.device, alpha=alpha,
-                      tile=args.tile, overlap=args.overlap, stats_tiles=args.stats_tiles,
-                      precision=args.precision, progress=notes_enabled(args), skip_unreadable=True)
+    written = stylize(args.inputs, generator=generator, out_dir=args.out, options=options, device=device,
+                      progress=notes_enabled(args), skip_unreadable=True)
     for path in written:
         print(path)
     skipped = f"; skipped {len(written.skipped)} unreadable image(s)" if written.skipped else ""

@@ -54,7 +54,7 @@ Example:
     >>> print(format_table(result))  # doctest: +SKIP
 """
 
-from gancr.evaluation.evaluator import evaluate
+from gancr.evaluation.evaluator import EvalOptions, evaluate
 from gancr.evaluation.models import DEFAULT_ENCODER, ENCODER_SEED, parse_encoder
 from gancr.evaluation.tables import (
     METRICS,
@@ -72,6 +72,7 @@ __all__ = [
     "METRICS",
     "MetricSpec",
     "evaluate",
+    "EvalOptions",
     "format_table",
     "markdown_table",
     "metric_docs_markdown",

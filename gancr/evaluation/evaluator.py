@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -25,7 +26,52 @@ from gancr.metrics.lpips import LPIPS
 from gancr.metrics.style import chroma_energy, fid, kid, lab_histogram_distance
 from gancr.progress import Progress
 
-__all__ = ["evaluate", "check_settings"]
+__all__ = ["evaluate", "EvalOptions", "check_settings"]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate` measures: the images' sizes, the views, the feature networks.
+
+    Args:
+        encoder: the encoder spec of the Gram features (and of the perceptual distance and
+            KID/FID when their networks are not used): a mapping or YAML/JSON text; default
+            :data:`~gancr.evaluation.DEFAULT_ENCODER` with random weights.
+        max_size: fit images so their longer side is at most this many pixels (None: as is).
+        feature_size: side of the square views fed to the encoder.
+        views: views per image for KID/FID: 1 (the whole image) or 5 (and its quadrants).
+        kid_features: ``"auto"`` (the FID Inception when its file is on this machine, else
+            the encoder, labelled a fallback), ``"inception"`` (required) or ``"encoder"``.
+        inception_weights: the FID Inception's file, ``pt_inception-2015-12-05-6726825d.pth``
+            (default: torch hub's cache; see :mod:`gancr.metrics.inception`).
+        perceptual: the content perceptual distance: ``"auto"`` (LPIPS when its AlexNet file
+            is on this machine, else the unit-normalised distance in the encoder's features,
+            labelled a fallback), ``"lpips"`` (required) or ``"encoder"``.
+        lpips_weights: torchvision's AlexNet file for LPIPS, ``alexnet-owt-7be5be79.pth``
+            (default: torch hub's cache; see :mod:`gancr.metrics.lpips`).
+        kid_subsets: random subsets KID averages over.
+        per_image: also return each content image's content and reference values.
+    """
+
+    encoder: str | Mapping[str, Any] | None = None
+    max_size: int | None = 512
+    feature_size: int = 224
+    views: int = 5
+    kid_features: str = "auto"
+    inception_weights: str | os.PathLike[str] | None = None
+    perceptual: str = "auto"
+    lpips_weights: str | os.PathLike[str] | None = None
+    kid_subsets: int = 100
+    per_image: bool = False
+
+    def __post_init__(self) -> None:
+        check_settings(self.views, self.max_size, self.feature_size)
+
+    def settings(self, device: torch.device) -> dict[str, Any]:
+        """The settings a result reports."""
+        return {"max_size": self.max_size, "feature_size": self.feature_size, "views": self.views,
+                "kid_features": self.kid_features, "perceptual": self.perceptual, "kid_subsets": self.kid_subsets,
+                "device": str(device)}
 
 
 def evaluate(
@@ -33,21 +79,13 @@ def evaluate(
     content: ImageSet,
     style: ImageSet,
     reference: ImageSet | None = None,
+    options: EvalOptions | None = None,
     *,
-    encoder: str | Mapping[str, Any] | None = None,
-    max_size: int | None = 512,
-    feature_size: int = 224,
-    views: int = 5,
-    kid_features: str = "auto",
-    inception_weights: str | os.PathLike | None = None,
-    perceptual: str = "auto",
-    lpips_weights: str | os.PathLike | None = None,
     content_net: nn.Module | None = None,
     ema: bool = True,
-    device: str | torch.device = "cpu",
-    kid_subsets: int = 100,
-    per_image: bool = False,
+    device: str | torch.device = "auto",
     progress: bool = False,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Run the generator on the content images and compute every content, style and reference metric.
 
@@ -61,27 +99,13 @@ def evaluate(
         reference: optional target images, matched to content images by file stem (by
             position for unnamed tensors); content images without a reference are left out
             of the reference metrics and counted.
-        encoder: the encoder spec of the Gram features (and of the perceptual distance and
-            KID/FID when their networks are not used): a mapping or YAML/JSON text; default
-            :data:`DEFAULT_ENCODER` with random weights.
-        max_size: fit images so their longer side is at most this many pixels (None: as is).
-        feature_size: side of the square views fed to the encoder.
-        views: views per image for KID/FID: 1 (the whole image) or 5 (and its quadrants).
-        kid_features: ``"auto"`` (the FID Inception when its file is on this machine, else
-            the encoder, labelled a fallback), ``"inception"`` (required) or ``"encoder"``.
-        inception_weights: the FID Inception's file, ``pt_inception-2015-12-05-6726825d.pth``
-            (default: torch hub's cache; see :mod:`gancr.metrics.inception`).
-        perceptual: the content perceptual distance: ``"auto"`` (LPIPS when its AlexNet file
-            is on this machine, else the unit-normalised distance in the encoder's features,
-            labelled a fallback), ``"lpips"`` (required) or ``"encoder"``.
-        lpips_weights: torchvision's AlexNet file for LPIPS, ``alexnet-owt-7be5be79.pth``
-            (default: torch hub's cache; see :mod:`gancr.metrics.lpips`).
+        options: how to measure (:class:`EvalOptions`; its defaults when None).
         content_net: the content net to use (default: the run's, when it trained one).
         ema: use the run's EMA weights when it kept them.
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        kid_subsets: random subsets KID averages over.
-        per_image: also return each content image's content and reference values.
+        device: ``"auto"`` (CUDA when present, as every entry point: :func:`gancr.devices.resolve_device`),
+            ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress: show progress over the images (:class:`gancr.progress.Progress`, on standard error).
+        settings: fields of :class:`EvalOptions` given one by one (``max_size=256``), over ``options``.
 
     Returns:
         A JSON-serialisable dict: ``metrics`` (``group/name`` -> ``{"value", "better",
@@ -90,25 +114,17 @@ def evaluate(
         ``kid_fid`` and ``content_net``: what they are and whether they were pretrained),
         ``settings``, and the image counts.
     """
-    check_settings(views, max_size, feature_size)
-    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    opts = _options(options, settings)
+    dev = resolve_device(device, "evaluate: device")
     models = resolve_models(generator_or_run, content_net, ema, dev)
-    enc, enc_info = build_encoder(parse_encoder(encoder), dev)
-    # the feature networks are loaded once, for every image of both sets
-    kid_info, inception = kid_fid_features(kid_features, None if inception_weights is None else str(inception_weights),
-                                           enc_info, dev)
-    distance_info, lpips = perceptual_features(perceptual, None if lpips_weights is None else str(lpips_weights),
-                                               enc_info, dev)
-
-    contents = image_set(content, "content")
-    styles = image_set(style, "style")
+    networks = _FeatureNetworks.load(opts, dev)  # once, for every image of both sets
+    contents, styles = image_set(content, "content"), image_set(style, "style")
     refs = image_set(reference, "reference") if reference is not None else None
     if len(contents) < 1:
         raise GancrError("evaluate: no content images")
     ref_index = _reference_index(contents, refs)
-
-    out_stats, style_stats = SetStats(inception), SetStats(inception)
-    scorer = _ContentScorer(models, enc, out_stats, dev, max_size, feature_size, views, inception is not None, lpips)
+    out_stats, style_stats = SetStats(networks.inception), SetStats(networks.inception)
+    scorer = _ContentScorer(models, networks, out_stats, dev, opts)
     with eval_mode(models.generator, models.content_net), \
             Progress(len(contents) + len(styles), "eval", "image", enabled=progress) as shown:
         per = []
@@ -117,19 +133,56 @@ def evaluate(
             shown.update(1)
         style_chroma = []
         for i in range(len(styles)):
-            s = fit(styles.load(i), max_size).to(dev)
-            style_stats.add(views_of(s, feature_size, views), enc, scorer.kid_views(s))
-            style_chroma.append(float(chroma_energy(s[None])))
+            style_chroma.append(scorer.add_style(styles.load(i), style_stats))
             shown.update(1)
-
     rows = {k: [float(p[k]) for p in per if k in p] for k in _ROWS}
     values = {
-        **_content_values(rows, models.content_net_note, lpips is not None),
+        **_content_values(rows, models.content_net_note, networks.lpips is not None),
         **_chroma_values(rows, style_chroma),
-        **_style_values(out_stats, style_stats, kid_info, kid_subsets),
+        **_style_values(out_stats, style_stats, networks.kid_info, opts.kid_subsets),
         **_reference_values(rows, refs),
     }
-    result: dict[str, Any] = {
+    result = _result(models, networks, opts, dev, values, (contents, styles, refs), rows, ref_index)
+    if opts.per_image:
+        result["per_image"] = [{k: (float(v) if isinstance(v, float) else v) for k, v in p.items()} for p in per]
+    return result
+
+
+def _options(options: EvalOptions | None, settings: dict[str, Any]) -> EvalOptions:
+    """``options`` with the fields given one by one; an unknown one is an error naming the known."""
+    known = {f.name for f in fields(EvalOptions)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"evaluate() got unknown settings {unknown}; EvalOptions has: {', '.join(sorted(known))}")
+    return replace(options or EvalOptions(), **settings)
+
+
+@dataclass
+class _FeatureNetworks:
+    """The networks of the feature metrics, loaded once, and what they are."""
+
+    encoder: nn.Module
+    encoder_info: dict[str, Any]
+    kid_info: dict[str, Any]
+    inception: Any
+    distance_info: dict[str, Any]
+    lpips: LPIPS | None
+
+    @classmethod
+    def load(cls, opts: EvalOptions, device: torch.device) -> _FeatureNetworks:
+        enc, enc_info = build_encoder(parse_encoder(opts.encoder), device)
+        path = (lambda p: None if p is None else str(p))
+        kid_info, inception = kid_fid_features(opts.kid_features, path(opts.inception_weights), enc_info, device)
+        distance_info, lpips = perceptual_features(opts.perceptual, path(opts.lpips_weights), enc_info, device)
+        return cls(enc, enc_info, kid_info, inception, distance_info, lpips)
+
+
+def _result(models: Models, networks: _FeatureNetworks, opts: EvalOptions, device: torch.device,
+            values: dict[str, dict[str, Any]], sets: tuple[Images, Images, Images | None],
+            rows: dict[str, list[float]], ref_index: dict[str, int]) -> dict[str, Any]:
+    """The JSON-serialisable result of :func:`evaluate` (without ``per_image``)."""
+    contents, styles, refs = sets
+    return {
         "gancr_version": __version__,
         "checkpoint": models.checkpoint,
         "uses_ema": models.uses_ema,
@@ -139,14 +192,12 @@ def evaluate(
             "source": refs.label, "images": len(refs), "pairs": len(rows["ref_psnr"]),
             "unmatched": [n for n in contents.names if n not in ref_index],
         },
-        "settings": {"max_size": max_size, "feature_size": feature_size, "views": views,
-                     "kid_features": kid_features, "perceptual": perceptual, "kid_subsets": kid_subsets,
-                     "device": str(dev)},
+        "settings": opts.settings(device),
         "features": {
             "pixels": {"description": "pixels at the evaluation size (longer side <= max_size)", "pretrained": None},
-            "perceptual": enc_info,
-            "perceptual_distance": distance_info,
-            "kid_fid": kid_info,
+            "perceptual": networks.encoder_info,
+            "perceptual_distance": networks.distance_info,
+            "kid_fid": networks.kid_info,
             "content_net": _content_net_info(models),
         },
         "metrics": {
@@ -155,9 +206,6 @@ def evaluate(
             for spec in METRICS
         },
     }
-    if per_image:
-        result["per_image"] = [{k: (float(v) if isinstance(v, float) else v) for k, v in p.items()} for p in per]
-    return result
 
 
 def check_settings(views: int, max_size: int | None, feature_size: int) -> None:
@@ -194,21 +242,26 @@ _ROWS = ("ssim", "edge_f1", "sobel", "perceptual", "content_net", "chroma_in", "
 
 
 class _ContentScorer:
-    """Runs the generator on one content image and scores it; adds its output to the output set."""
+    """Runs the generator on one content image and scores it; adds its output to the output set,
+    and a style image to the style set."""
 
-    def __init__(self, models: Models, encoder: nn.Module, out_stats: SetStats, device: torch.device,
-                 max_size: int | None, feature_size: int, views: int, use_inception: bool, lpips: LPIPS | None):
-        self.models, self.encoder, self.out_stats, self.device = models, encoder, out_stats, device
-        self.max_size, self.feature_size, self.views, self.use_inception = max_size, feature_size, views, use_inception
-        self.lpips = lpips
+    def __init__(self, models: Models, networks: _FeatureNetworks, out_stats: SetStats, device: torch.device,
+                 opts: EvalOptions):
+        self.models, self.networks, self.out_stats, self.device, self.opts = models, networks, out_stats, device, opts
 
     def kid_views(self, image: Tensor) -> list[Tensor] | None:
         """The FID Inception's inputs: the image (and its quadrants) at their own size; it resizes them."""
-        return crops_of(image, self.views) if self.use_inception else None
+        return crops_of(image, self.opts.views) if self.networks.inception is not None else None
+
+    def add_style(self, image: Tensor, style_stats: SetStats) -> float:
+        """Add a style image's views to ``style_stats``; returns its chroma energy."""
+        s = fit(image, self.opts.max_size).to(self.device)
+        style_stats.add(views_of(s, self.opts.feature_size, self.opts.views), self.networks.encoder, self.kid_views(s))
+        return float(chroma_energy(s[None]))
 
     def score(self, contents: Images, i: int, refs: Images | None, ref_index: dict[str, int]) -> dict[str, Any]:
-        name, enc, cn = contents.names[i], self.encoder, self.models.content_net
-        x = fit(contents.load(i), self.max_size).to(self.device)
+        name, enc, cn, opts = contents.names[i], self.networks.encoder, self.models.content_net, self.opts
+        x = fit(contents.load(i), opts.max_size).to(self.device)
         check_side(x, name, "content")
         y = _run_generator(self.models.generator, x[None])
         xb = x[None]
@@ -217,12 +270,12 @@ class _ContentScorer:
         item["edge_f1"] = edge_f1(xb, y)
         item["sobel"] = sobel_correlation(xb, y)
         item["chroma_in"], item["chroma_out"] = float(chroma_energy(xb)), float(chroma_energy(y))
-        vy = views_of(y[0], self.feature_size, self.views)
+        vy = views_of(y[0], opts.feature_size, opts.views)
         fy = self.out_stats.add(vy, enc, self.kid_views(y[0]))
-        if self.lpips is not None:
-            item["perceptual"] = float(self.lpips.distance(xb, y)[0])
+        if self.networks.lpips is not None:
+            item["perceptual"] = float(self.networks.lpips.distance(xb, y)[0])
         else:  # the fallback: unit-normalised features of the chosen encoder, no learned weights
-            vx = views_of(x, self.feature_size, 1)
+            vx = views_of(x, opts.feature_size, 1)
             fx = [f[:1] for f in encoder_features(enc, vx)]
             item["perceptual"] = feature_distance(fx, fy)
         if cn is not None:

@@ -350,6 +350,38 @@ def _read_spec(run: RunDir) -> tuple[dict[str, Any] | None, str, str]:
         return data, text, f"(the spec does not load here: {str(exc).splitlines()[0]})"
 
 
+def _samples_html(run: RunDir, folder: Path, stem: str) -> str:
+    """The sample grids (up to :data:`MAX_SAMPLES`), copied next to the page, as figures."""
+    copied = []
+    for s in _pick_samples(run.samples()):
+        target = folder / f"{stem}-sample-{s.name}"
+        if s.resolve() != target.resolve():
+            atomic_write_bytes(target, s.read_bytes())
+        step = s.stem.split("_")[-1].lstrip("0") or "0"
+        copied.append((target.name, step))
+    return "".join(
+        f'<figure><img src="{html.escape(name)}" alt="sample grid at step {step}">'
+        f"<figcaption>step {step}</figcaption></figure>"
+        for name, step in copied
+    ) or "<p>No sample grids in samples/.</p>"
+
+
+def _eval_html(run: RunDir, eval_json: str | os.PathLike | None) -> str:
+    """The evaluation section: the table of ``eval_json`` (default ``RUN_DIR/eval.json``), or how to make one."""
+    eval_path = Path(eval_json) if eval_json is not None else run.path / "eval.json"
+    if eval_json is not None and not eval_path.is_file():
+        raise ReportError(f"no evaluation file at {eval_path}")
+    if not eval_path.is_file():
+        return (
+            "<p>No evaluation yet. Write one with <code>gancr eval --checkpoint "
+            f"{html.escape(str(run.path))} --content DIR --style DIR --json {html.escape(str(run.path / 'eval.json'))}</code>.</p>"
+        )
+    try:
+        return _eval_section(json.loads(eval_path.read_text(encoding="utf-8")), eval_path)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError) as exc:
+        return f"<p>{html.escape(str(eval_path))} is not an evaluation written by gancr eval ({html.escape(str(exc))}).</p>"
+
+
 def write_report(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -387,30 +419,8 @@ def write_report(
     weights = _plot_weights(plt, rows, folder / f"{stem}-weights.png")
     throughput = _plot_throughput(plt, rows, folder / f"{stem}-throughput.png")
 
-    samples = _pick_samples(run.samples())
-    copied = []
-    for s in samples:
-        target = folder / f"{stem}-sample-{s.name}"
-        if s.resolve() != target.resolve():
-            atomic_write_bytes(target, s.read_bytes())
-        step = s.stem.split("_")[-1].lstrip("0") or "0"
-        copied.append((target.name, step))
-
-    eval_path = Path(eval_json) if eval_json is not None else run.path / "eval.json"
-    if eval_json is not None and not eval_path.is_file():
-        raise ReportError(f"no evaluation file at {eval_path}")
-    eval_html = ""
-    if eval_path.is_file():
-        try:
-            eval_html = _eval_section(json.loads(eval_path.read_text(encoding="utf-8")), eval_path)
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError) as exc:
-            eval_html = f"<p>{html.escape(str(eval_path))} is not an evaluation written by gancr eval ({html.escape(str(exc))}).</p>"
-    else:
-        eval_html = (
-            "<p>No evaluation yet. Write one with <code>gancr eval --checkpoint "
-            f"{html.escape(str(run.path))} --content DIR --style DIR --json {html.escape(str(run.path / 'eval.json'))}</code>.</p>"
-        )
-
+    sample_html = _samples_html(run, folder, stem)
+    eval_html = _eval_html(run, eval_json)
     last = rows[-1]
     meta = [
         ("run directory", str(run.path.resolve())),
@@ -421,11 +431,6 @@ def write_report(
     ]
     from gancr import __version__
 
-    sample_html = "".join(
-        f'<figure><img src="{html.escape(name)}" alt="sample grid at step {step}">'
-        f"<figcaption>step {step}</figcaption></figure>"
-        for name, step in copied
-    ) or "<p>No sample grids in samples/.</p>"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>gancr report: {html.escape(run.path.resolve().name)}</title>

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from gancr.builder import build_component, build_content_net, build_generator
+from gancr.devices import resolve_device
 from gancr.errors import CheckpointError, SpecError
 from gancr.spec import Spec, load_spec
 from gancr.storage import InferenceWeights, read_run
@@ -101,12 +102,12 @@ class Run:
         """Whether the file holds content-net weights (an exported generator file does not)."""
         return bool(self.weights.content_net)
 
-    def generator(self, *, ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
+    def generator(self, *, ema: bool = True, device: str | torch.device = "auto") -> nn.Module:
         """The trained generator, in eval mode, with ``.spec``, ``.weights_path`` and ``.uses_ema``.
 
         Args:
             ema: use the EMA weights when the run kept them (the default for inference).
-            device: where to put it.
+            device: where to put it: ``auto`` (CUDA when present), ``cpu``, ``cuda`` ...
         """
         w = self.weights
         generator = build_generator(self.spec.model.generator)
@@ -114,9 +115,9 @@ class Run:
         generator.spec = self.spec  # type: ignore[assignment]
         generator.weights_path = w.path  # type: ignore[assignment]
         generator.uses_ema = bool(ema and w.ema)  # type: ignore[assignment]
-        return generator.to(device).eval()
+        return generator.to(resolve_device(device)).eval()
 
-    def content_net(self, *, device: str | torch.device = "cpu") -> nn.Module:
+    def content_net(self, *, device: str | torch.device = "auto") -> nn.Module:
         """The trained content-retention net (for reconstructions and feature distances), in eval mode.
 
         With ``share_encoder: true`` it is built around an encoder of its own, whose weights come
@@ -128,7 +129,7 @@ class Run:
         shared = build_component("encoder", spec.model.generator.encoder) if spec.model.content_net.share_encoder else None
         net = build_content_net(spec, shared)
         _load(net, self.weights.content_net, "content net", self.path)
-        return net.to(device).eval()
+        return net.to(resolve_device(device)).eval()
 
 
 def open_run(path: str | os.PathLike[str] | Run) -> Run:
@@ -137,17 +138,18 @@ def open_run(path: str | os.PathLike[str] | Run) -> Run:
 
 
 def load_generator(path: str | os.PathLike[str] | Run, *, ema: bool = True,
-                   device: str | torch.device = "cpu") -> nn.Module:
+                   device: str | torch.device = "auto") -> nn.Module:
     """The trained generator of a run, in eval mode, with its spec as ``.spec``.
 
     Args:
         path: a run directory, its ``generator.safetensors``, a checkpoint file, or an :func:`open_run`.
         ema: use the EMA weights when the run kept them (the default for inference).
-        device: where to put it.
+        device: where to put it: ``auto`` (CUDA when present, as every entry point:
+            :func:`gancr.devices.resolve_device`), ``cpu``, ``cuda`` or ``cuda:N``.
     """
     return open_run(path).generator(ema=ema, device=device)
 
 
-def load_content_net(path: str | os.PathLike[str] | Run, *, device: str | torch.device = "cpu") -> nn.Module:
+def load_content_net(path: str | os.PathLike[str] | Run, *, device: str | torch.device = "auto") -> nn.Module:
     """The trained content-retention net of a run (for reconstructions and feature distances)."""
     return open_run(path).content_net(device=device)

@@ -6,6 +6,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,39 +23,69 @@ from gancr.inference.tiling import tiled_forward
 from gancr.progress import Progress
 from gancr.resources import activation_bytes, available_memory, is_allocation_error
 
-__all__ = ["fastest_precision", "stylize", "stylize_tensor", "Stylized"]
+__all__ = ["fastest_precision", "stylize", "stylize_tensor", "Stylized", "StylizeOptions"]
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    """How to stylise: the strength, the tiles, the precision.
+
+    Args:
+        alpha: strength, from 0 (the input itself) to 1 (full style; the default):
+            ``x + alpha * (G(x) - x)``, see :mod:`gancr.inference.strength`.
+        tile: run in tiles of this many pixels (bounded memory for big images); see
+            :mod:`gancr.inference.tiling`. Default: untiled, unless an image needs more memory
+            than is free (then tiled, with a warning that says so).
+        overlap: least overlap of neighbouring tiles (default: an eighth of the tile, at least
+            32, at most a quarter).
+        stats_tiles: when tiling, estimate instance/group-norm statistics from this many tiles
+            spread over the image (faster); default 0: measure them over all tiles, which
+            gives the untiled result.
+        precision: ``fp32``, ``bf16`` (autocast), or ``auto``: fp32 on the CPU; on CUDA the
+            faster of the two for this generator (bf16 is not always faster), measured once
+            per generator on the first untiled image (:func:`fastest_precision`).
+    """
+
+    alpha: float = 1.0
+    tile: int | None = None
+    overlap: int | None = None
+    stats_tiles: int | None = None
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise GancrError(f"stylize: precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+
+def _options(options: StylizeOptions | None, settings: dict[str, Any], who: str) -> StylizeOptions:
+    """``options`` with the fields given one by one; an unknown one is an error naming the known."""
+    known = {f.name for f in fields(StylizeOptions)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"{who}() got unknown settings {unknown}; StylizeOptions has: {', '.join(sorted(known))}")
+    return replace(options or StylizeOptions(), **settings)
 
 
 @torch.no_grad()
 def stylize_tensor(
     generator: nn.Module,
     image: Tensor,
+    options: StylizeOptions | None = None,
     *,
-    alpha: float = 1.0,
-    tile: int | None = None,
-    overlap: int | None = None,
-    stats_tiles: int | None = None,
-    precision: str = "fp32",
     tile_progress: Callable[[str, int, int], None] | None = None,
+    **settings: Any,
 ) -> Tensor:
-    """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size; same shape out.
+    """``G(image)`` for ``(3, H, W)`` or ``(B, 3, H, W)`` in [0, 1], any size: the same shape, on
+    the input's device.
 
     Args:
-        generator: a generator (:func:`~gancr.inference.load_generator`).
+        generator: a generator (:func:`~gancr.inference.load_generator`); it runs where it is.
         image: the image(s).
-        alpha: strength, from 0 (the input itself) to 1 (full style; the default):
-            ``x + alpha * (G(x) - x)``, see :mod:`gancr.inference.strength`.
-        tile: run in tiles of this many pixels (bounded memory for big images; the output
-            then stays on the input's device); see :mod:`gancr.inference.tiling`.
-        overlap: least overlap of neighbouring tiles (default: an eighth of the tile, at least 32,
-            at most a quarter).
-        stats_tiles: when tiling, estimate instance/group-norm statistics from this many
-            tiles spread over the image (faster); default 0: measure them over all tiles,
-            which gives the untiled result.
-        precision: ``fp32``, or ``bf16`` (autocast; on CUDA it may or may not be faster for a
-            given model: :func:`fastest_precision` measures it).
+        options: how to stylise (:class:`StylizeOptions`: strength, tiles, precision).
         tile_progress: called as ``tile_progress(phase, done, total)`` while tiles are computed
             (see :func:`~gancr.inference.tiling.tiled_forward`).
+        settings: fields of :class:`StylizeOptions` given one by one (``alpha=0.5``, ``tile=512``).
 
     An image that needs more memory untiled than is free (estimated before, or found when an
     allocation fails) is stylised in tiles, with a warning that says so.
@@ -62,7 +93,7 @@ def stylize_tensor(
     Raises:
         GancrError: the generator outputs NaN or infinity (nothing to save).
     """
-    alpha = check_alpha(alpha)
+    opts = _options(options, settings, "stylize_tensor")
     single = image.dim() == 3
     x = image[None] if single else image
     if x.dim() != 4 or x.shape[1] != 3:
@@ -75,39 +106,57 @@ def stylize_tensor(
     least = max(32, 2 * int(getattr(generator, "reduction", 1)))
     if h < least or w < least:
         x = torch.nn.functional.pad(x, (0, max(0, least - w), 0, max(0, least - h)), mode="replicate")
-    module = generator
-    if alpha < 1.0:
-        module = StrengthBlend(generator, alpha)
-    if precision not in ("fp32", "bf16"):
-        raise GancrError(f"stylize: precision must be fp32 or bf16, got {precision!r}")
+    module = StrengthBlend(generator, opts.alpha) if opts.alpha < 1.0 else generator
+    precision = _precision(generator, x, opts)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    if tile is None:
-        tile = _tile_if_too_big(module, x, device)  # None when the image fits untiled
+    tile = opts.tile if opts.tile is not None else _tile_if_too_big(module, x, device)  # None: fits untiled
     y = None
     if tile is None:
-        try:
-            xd = x.to(device, torch.float32)
-            if param is not None and param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last) \
-                    and not param.is_contiguous():
-                xd = xd.contiguous(memory_format=torch.channels_last)  # match the weights' layout
-            with autocast:
-                y = module(xd)
-        except (MemoryError, RuntimeError) as exc:
-            if not is_allocation_error(exc):
-                raise
-            del exc
-            # tiles smaller than the image, so that each needs less than the whole did
+        with autocast:
+            y = _untiled(module, x, param, device)
+        if y is None:  # tiles smaller than the image, so that each needs less than the whole did
             tile = AUTO_TILE if max(h, w) > AUTO_TILE else max(least, max(h, w) // 2)
             warnings.warn(f"stylize: a {w}x{h} image did not fit in memory untiled: stylising it in tiles of "
                           f"{tile} px (choose with --tile SIZE)", UserWarning, stacklevel=3)
     if y is None:
         with autocast:
-            y = tiled_forward(module, x.to(torch.float32), tile, overlap, stats_tiles=stats_tiles, progress=tile_progress)
+            y = tiled_forward(module, x.to(torch.float32), tile, opts.overlap, stats_tiles=opts.stats_tiles,
+                              progress=tile_progress)
     y = y[..., :h, :w].float().clamp(0, 1)
     if not bool(torch.isfinite(y).all()):
         raise GancrError("stylize: the generator outputs NaN or infinite values for this image (a diverged or "
                          "corrupt model); nothing was written for it")
+    y = y.to(image.device)
     return y[0] if single else y
+
+
+def _untiled(module: nn.Module, x: Tensor, param: Tensor | None, device: torch.device) -> Tensor | None:
+    """``module(x)`` at once on ``device`` (in the weights' memory format); None when it ran out of memory."""
+    try:
+        xd = x.to(device, torch.float32)
+        if param is not None and param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last) \
+                and not param.is_contiguous():
+            xd = xd.contiguous(memory_format=torch.channels_last)  # match the weights' layout
+        return module(xd)
+    except (MemoryError, RuntimeError) as exc:
+        if not is_allocation_error(exc):
+            raise
+        return None
+
+
+_MEASURED: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+
+def _precision(generator: nn.Module, x: Tensor, opts: StylizeOptions) -> str:
+    """The precision to run with: ``auto`` is fp32 on the CPU and when tiling, else measured once per generator."""
+    if opts.precision != "auto":
+        return opts.precision
+    param = next(generator.parameters(), None)
+    if param is None or param.device.type != "cuda" or opts.tile is not None:
+        return "fp32"
+    if generator not in _MEASURED:
+        _MEASURED[generator] = fastest_precision(generator, x.to(param.device))
+    return _MEASURED[generator]
 
 
 #: The tile size used when an image turns out too big to stylise at once.
@@ -225,106 +274,90 @@ class Stylized(list):
 
 
 def stylize(
-    inputs: Tensor | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
+    out_dir: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str] | None = None,
     generator: nn.Module | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
+    options: StylizeOptions | None = None,
     ema: bool = True,
-    device: str = "auto",
-    alpha: float = 1.0,
-    tile: int | None = None,
-    overlap: int | None = None,
-    stats_tiles: int | None = None,
-    precision: str = "auto",
+    device: str | torch.device = "auto",
     skip_unreadable: bool = False,
     progress: bool = False,
-) -> Tensor | Stylized:
-    """Stylise a tensor, or image files and folders, with a trained generator.
+    **settings: Any,
+) -> Stylized:
+    """Stylise image files and folders with a trained generator; write PNGs to ``out_dir``.
+
+    Folders keep their layout; each output has its input's size, and an input's transparency
+    is kept. For image tensors, use :func:`stylize_tensor`.
 
     Args:
-        inputs: an image tensor ``(3, H, W)``/``(B, 3, H, W)`` in [0, 1] (returns a tensor),
-            or image files and folders (writes PNGs to ``out_dir``, returns their paths;
-            folders keep their layout; the output has the input's size, and an input's
-            transparency is kept).
+        inputs: image files and folders.
+        out_dir: where to write the images.
         checkpoint: a run directory, ``generator.safetensors`` or checkpoint file.
         generator: an already loaded generator (instead of ``checkpoint``).
-        out_dir: where to write the images (files and folders only).
+        options: how to stylise (:class:`StylizeOptions`: strength, tiles, precision).
         ema: use the EMA weights when present.
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        alpha: strength from 0 (the input itself) to 1 (full style, the default).
-        tile: stylise in tiles of this many pixels (bounded memory), see :func:`stylize_tensor`.
-        overlap: least overlap between tiles, see :func:`stylize_tensor`.
-        stats_tiles: tiles to estimate normalisation statistics from, see :func:`stylize_tensor`.
-        precision: ``fp32``, ``bf16``, or ``auto``: on CUDA the faster of the two for this
-            model, measured on the first image (channels-last weights there); fp32 on the CPU.
+        device: ``auto`` (CUDA when present, as every entry point: :func:`gancr.devices.resolve_device`),
+            ``cpu``, ``cuda`` or ``cuda:N``.
         skip_unreadable: an image file that cannot be read is skipped with a
             :class:`~gancr.data.DataWarning` (and listed in the result's ``skipped``) instead of
             stopping the rest; an error still when no image could be read.
         progress: show progress over files, and over the tiles of a tiled image
             (:class:`gancr.progress.Progress`, on standard error).
+        settings: fields of :class:`StylizeOptions` given one by one (``alpha=0.5``, ``tile=512``).
+
+    Returns:
+        The files written (:class:`Stylized`: a list of paths, with ``skipped``).
 
     Raises:
         GancrError: an output would overwrite an input; a file that cannot be read (unless
             ``skip_unreadable``); ``out_dir`` cannot be written (before any work).
     """
-    alpha = check_alpha(alpha)
-    dev = resolve_device(device)
-    items: list[tuple[Path, Path]] = []
-    if not isinstance(inputs, Tensor):  # before loading anything: the inputs and the output folder
-        if out_dir is None:
-            raise GancrError("stylize: give out_dir for file inputs")
-        check_output(out_dir, folder=True, what="--out")
-        items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
-        _refuse_overwriting_inputs(items, Path(out_dir))
-    run = None
+    opts = _options(options, settings, "stylize")
+    if isinstance(inputs, Tensor):
+        raise TypeError("stylize() writes image files; for an image tensor use gancr.stylize_tensor(generator, image)")
+    dev = resolve_device(device, "stylize: device")
+    check_output(out_dir, folder=True, what="--out")  # before loading anything
+    items = _inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
+    _refuse_overwriting_inputs(items, Path(out_dir))
     if generator is None:
         if checkpoint is None:
             raise GancrError("stylize: give a checkpoint (a run directory or weights file) or a generator")
-        run = open_run(checkpoint)
-        generator = run.generator(ema=ema, device=dev)
-    if precision not in ("auto", "fp32", "bf16"):
-        raise GancrError(f"stylize: precision must be auto, fp32 or bf16, got {precision!r}")
+        generator = open_run(checkpoint).generator(ema=ema, device=dev)
     if dev.type == "cuda":
         generator = generator.to(dev, memory_format=torch.channels_last)
-    options: dict[str, Any] = dict(
-        alpha=alpha, tile=tile, overlap=overlap, stats_tiles=stats_tiles
-    )
-
-    chosen: list[str] = [] if precision == "auto" else [precision]
-
-    def pick(image: Tensor) -> str:
-        """The precision to run with: measured once, on the first image, for ``auto``."""
-        if not chosen:
-            chosen.append(fastest_precision(generator, image.to(dev)) if tile is None else "fp32")
-        return chosen[0]
-
-    if isinstance(inputs, Tensor):
-        return stylize_tensor(generator, inputs, precision=pick(inputs), **options)
-    assert out_dir is not None
     result = Stylized()
-    options["tile_progress"] = _tile_progress() if progress else None
+    tile_progress = _tile_progress() if progress else None
     with Progress(len(items), "stylize", "image", enabled=progress) as shown:
         for src, rel in items:
-            try:
-                image = load_image(src)
-                transparency = load_alpha(src)
-            except DataError as exc:
-                if not skip_unreadable:
-                    raise
-                warnings.warn(f"skipping unreadable image: {exc}", DataWarning, stacklevel=2)
-                result.skipped.append((src, str(exc)))
-                shown.update(1)
-                continue
-            y = stylize_tensor(generator, image, precision=pick(image), **options).cpu()
-            if transparency is not None:
-                y = torch.cat([y, transparency], 0)
-            result.append(save_image(y, Path(out_dir) / rel))
+            written = _stylize_file(generator, src, Path(out_dir) / rel, opts, tile_progress, skip_unreadable)
+            if isinstance(written, Path):
+                result.append(written)
+            else:
+                result.skipped.append((src, written))
             shown.update(1)
     if result.skipped and not result:
         raise DataError(f"stylize: none of the {len(result.skipped)} input image(s) could be read, e.g. "
                         f"{result.skipped[0][1]}")
     return result
+
+
+def _stylize_file(generator: nn.Module, src: Path, out: Path, opts: StylizeOptions,
+                  tile_progress: Callable[[str, int, int], None] | None, skip_unreadable: bool) -> Path | str:
+    """Stylise one file into ``out`` (a PNG, its transparency kept); the path, or why it was skipped."""
+    try:
+        image = load_image(src)
+        transparency = load_alpha(src)
+    except DataError as exc:
+        if not skip_unreadable:
+            raise
+        warnings.warn(f"skipping unreadable image: {exc}", DataWarning, stacklevel=3)
+        return str(exc)
+    y = stylize_tensor(generator, image, opts, tile_progress=tile_progress).cpu()
+    if transparency is not None:
+        y = torch.cat([y, transparency], 0)
+    return save_image(y, out)
 
 
 def _tile_progress() -> Callable[[str, int, int], None]:

@@ -102,7 +102,7 @@ def preflight(spec: Any, *, build_models: bool = True) -> Preflight:
     report.run("requirements", lambda: (check_requirements(spec), _listed(spec.requires, "none required"))[1])
 
     def device() -> str:
-        dev = resolve_device(t.device)
+        dev = resolve_device(t.device, "training.device")
         return f"{dev} ({resolve_precision(t.precision, dev)})"
 
     report.run("device", device)

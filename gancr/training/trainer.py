@@ -133,7 +133,7 @@ class Trainer:
         self._lock: RunLock | None = None
         self._check_folder(resume)  # before anything slow
         t = self.spec.training
-        self.device = self.dist.init(resolve_device(t.device))
+        self.device = self.dist.init(resolve_device(t.device, "training.device"))
         self.local_batch = self.dist.local_batch(t.batch_size)
         self.precision = resolve_precision(t.precision, self.device)
         self.channels_last = t.channels_last if t.channels_last != "auto" else self.device.type == "cuda"
