@@ -100,7 +100,7 @@ def _slot_kind(field: FieldInfo) -> str | None:
 
 def _type_name(annotation: Any, field: FieldInfo | None = None) -> str:
     """Readable type, with component slots linked to the catalogue."""
-    from gancr.catalog import type_name
+    from gancr.cli.catalog import type_name
     from gancr.spec import SlotMarker
 
     kind = _slot_kind(field) if field is not None else None

@@ -23,11 +23,10 @@ from torch import Tensor, nn
 
 from gancr._registry import Registry
 from gancr.components.base import FeatureInfo, check_feature_info
-from gancr.devices import eval_mode
+from gancr.devices import available_memory, eval_mode, is_allocation_error, memory_error
 from gancr.errors import BuildError, GancrError, ResourceError
 from gancr.plugins import get_registry
 from gancr.storage.files import human_size
-from gancr.resources import available_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec, validate_component
 from gancr.trio import ContentNet, Generator, Losses, LossTerm, Trio
 
@@ -37,7 +36,7 @@ __all__ = [
     "build_losses",
     "build_generator",
     "build_content_net",
-    "describe_component",
+    "component_label",
 ]
 
 
@@ -72,7 +71,7 @@ def build_component(kind: str, spec: Any, *, registry: Registry | None = None, *
     except (MemoryError, RuntimeError) as exc:
         if not is_allocation_error(exc):
             raise
-        raise memory_error(exc, f"building {kind} {describe_component(params)}",
+        raise memory_error(exc, f"building {kind} {component_label(params)}",
                            f"its size parameters (widths, blocks, layers)") from None
     except (TypeError, ValueError) as exc:
         raise BuildError(
@@ -101,13 +100,13 @@ def _check_memory(kind: str, params: Any, factory: Any) -> None:
     free = available_memory()
     if free is not None and need > free:
         raise ResourceError(
-            f"{kind} {describe_component(params)} has {human_size(need)} of weights, more than the "
+            f"{kind} {component_label(params)} has {human_size(need)} of weights, more than the "
             f"{human_size(free)} of free memory; lower its size parameters (widths, blocks, layers)"
         )
 
 
-def describe_component(spec: Any) -> str:
-    """``encoder 'vgg19' (layer=relu4_1)``-style text for error messages."""
+def component_label(spec: Any) -> str:
+    """A component spec as messages name it: ``'vgg19' (layer=relu4_1)`` (its parameters that are set)."""
     data = spec.model_dump() if hasattr(spec, "model_dump") else dict(spec)
     name = data.pop("name", "?")
     data.pop("weight", None)
@@ -122,14 +121,14 @@ def _probe_size(reduction: int) -> int:
 def build_generator(gspec: Any) -> Generator:
     """The generator of ``model.generator`` (a bound :class:`~gancr.spec.GeneratorSpec`), checked."""
     encoder = build_component("encoder", gspec.encoder)
-    enc_name = f"encoder {describe_component(gspec.encoder)}"
+    enc_name = f"encoder {component_label(gspec.encoder)}"
     info = check_feature_info(encoder, enc_name)
     deepest = info[-1]
     neck = build_component("neck", gspec.neck, channels=deepest.channels)
     neck_in = getattr(neck, "in_channels", deepest.channels)
     if neck_in != deepest.channels:
         raise BuildError(
-            f"model.generator: neck {describe_component(gspec.neck)} expects {neck_in} input channels, but "
+            f"model.generator: neck {component_label(gspec.neck)} expects {neck_in} input channels, but "
             f"{enc_name} gives {deepest.channels} channels (feature {deepest.name or 'last'}, "
             f"reduction {deepest.reduction})"
         )
@@ -138,12 +137,12 @@ def build_generator(gspec: Any) -> Generator:
     try:
         decoder = build_component("decoder", gspec.decoder, feature_info=decoder_info, out_channels=3)
     except BuildError as exc:
-        raise BuildError(f"model.generator: {enc_name} -> decoder {describe_component(gspec.decoder)}: {exc}") from None
+        raise BuildError(f"model.generator: {enc_name} -> decoder {component_label(gspec.decoder)}: {exc}") from None
     generator = Generator(encoder, neck, decoder, residual=gspec.residual)
-    parts = f"{enc_name}, neck {describe_component(gspec.neck)}, decoder {describe_component(gspec.decoder)}"
-    _probe(generator, "model.generator", parts, info)
+    components = f"{enc_name}, neck {component_label(gspec.neck)}, decoder {component_label(gspec.decoder)}"
+    _probe(generator, "model.generator", components, info)
     if gspec.residual:
-        _start_at_identity(generator, describe_component(gspec.decoder))
+        _start_at_identity(generator, component_label(gspec.decoder))
     return generator
 
 
@@ -160,8 +159,8 @@ def _start_at_identity(generator: Generator, decoder: str) -> None:
         )
 
 
-def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> None:
-    """Run a small input through ``net``: a mismatch shows here with the parts named."""
+def _probe(net: nn.Module, where: str, components: str, info: list[FeatureInfo]) -> None:
+    """Run a small input through ``net``: a mismatch shows here with its ``components`` named."""
     size = _probe_size(max(f.reduction for f in info))
     x = torch.rand(1, 3, size, size + 8)
     try:
@@ -171,13 +170,13 @@ def _probe(net: nn.Module, where: str, parts: str, info: list[FeatureInfo]) -> N
         raise
     except (MemoryError, RuntimeError, ValueError) as exc:
         if is_allocation_error(exc):
-            raise memory_error(exc, f"{where} ({parts}) on a {size}x{size + 8} image",
+            raise memory_error(exc, f"{where} ({components}) on a {size}x{size + 8} image",
                                f"the size parameters of {where} (widths, blocks, layers)") from None
         channels = ", ".join(f"{f.name or i}: {f.channels}ch/{f.reduction}x" for i, f in enumerate(info))
-        raise BuildError(f"{where}: the parts do not fit together ({parts}; encoder features {channels}): {exc}") from None
+        raise BuildError(f"{where}: the parts do not fit together ({components}; encoder features {channels}): {exc}") from None
     if not isinstance(y, Tensor) or tuple(y.shape) != tuple(x.shape):
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise BuildError(f"{where}: expected an image of shape {tuple(x.shape)} from {parts}, got {shape}")
+        raise BuildError(f"{where}: expected an image of shape {tuple(x.shape)} from {components}, got {shape}")
 
 
 def build_content_net(spec: Spec, shared_encoder: nn.Module | None = None) -> ContentNet:
@@ -195,15 +194,15 @@ def build_content_net(spec: Spec, shared_encoder: nn.Module | None = None) -> Co
         enc_name = "the generator's encoder (shared)"
     else:
         encoder = build_component("encoder", cspec.encoder)
-        enc_name = f"encoder {describe_component(cspec.encoder)}"
+        enc_name = f"encoder {component_label(cspec.encoder)}"
     info = check_feature_info(encoder, f"model.content_net: {enc_name}")
     dspec = cspec.decoder if cspec.decoder is not None else spec.model.generator.decoder
     try:
         decoder = build_component("decoder", dspec, feature_info=info, out_channels=3)
     except BuildError as exc:
-        raise BuildError(f"model.content_net: {enc_name} -> decoder {describe_component(dspec)}: {exc}") from None
+        raise BuildError(f"model.content_net: {enc_name} -> decoder {component_label(dspec)}: {exc}") from None
     net = ContentNet(encoder, decoder)
-    _probe(net, "model.content_net", f"{enc_name}, decoder {describe_component(dspec)}", info)
+    _probe(net, "model.content_net", f"{enc_name}, decoder {component_label(dspec)}", info)
     return net
 
 
@@ -216,15 +215,15 @@ def _check_discriminator(discriminator: nn.Module, dspec: Any, size: int) -> Non
         raise
     except (MemoryError, RuntimeError, ValueError) as exc:
         if is_allocation_error(exc):
-            raise memory_error(exc, f"model.discriminator {describe_component(dspec)} on a {size}x{size} image",
+            raise memory_error(exc, f"model.discriminator {component_label(dspec)} on a {size}x{size} image",
                                "training.image_size or the discriminator's width and layers") from None
         raise BuildError(
-            f"model.discriminator: {describe_component(dspec)} fails on a {size}x{size} image "
+            f"model.discriminator: {component_label(dspec)} fails on a {size}x{size} image "
             f"(training.image_size): {exc}"
         ) from None
     for o in out if isinstance(out, (list, tuple)) else [out]:
         if not isinstance(o, Tensor) or o.numel() == 0 or o.shape[0] != 1:
-            raise BuildError(f"model.discriminator: {describe_component(dspec)} gives no logits for a {size}x{size} image")
+            raise BuildError(f"model.discriminator: {component_label(dspec)} gives no logits for a {size}x{size} image")
 
 
 def _check_training_size(generator: Generator, spec: Spec) -> None:
@@ -232,7 +231,7 @@ def _check_training_size(generator: Generator, spec: Spec) -> None:
     size, reduction = spec.training.image_size, generator.reduction
     if size < 2 * reduction:
         raise BuildError(
-            f"training.image_size {size} is too small for encoder {describe_component(spec.model.generator.encoder)}: "
+            f"training.image_size {size} is too small for encoder {component_label(spec.model.generator.encoder)}: "
             f"its reduction is {reduction}, so the deepest feature would be "
             f"{-(-size // reduction)}x{-(-size // reduction)}; use image_size >= {2 * reduction}"
         )

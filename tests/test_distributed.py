@@ -14,7 +14,7 @@ import yaml
 from gancr.cli import main
 from gancr.training import Trainer
 from gancr.training.distributed import Distributed, from_environment
-from gancr.training.trainer import _StepBatches
+from gancr.data.dataset import StepBatches
 from trainkit import TINY_MODEL
 
 SPEC = {
@@ -36,9 +36,9 @@ TOLERANCE = STEPS * 2 * LR
 
 
 def test_rank_takes_its_share_of_each_global_batch():
-    one = list(_StepBatches(3, 5, 4))
-    r0 = list(_StepBatches(3, 5, 4, rank=0, world_size=2))
-    r1 = list(_StepBatches(3, 5, 4, rank=1, world_size=2))
+    one = list(StepBatches(3, 5, 4))
+    r0 = list(StepBatches(3, 5, 4, rank=0, world_size=2))
+    r1 = list(StepBatches(3, 5, 4, rank=1, world_size=2))
     assert one == [[12, 13, 14, 15], [16, 17, 18, 19]]
     assert [a + b for a, b in zip(r0, r1)] == one
 

@@ -189,10 +189,10 @@ def test_many_tiles_estimate_the_statistics_with_a_note_and_show_progress(tmp_pa
 
 
 def test_a_training_step_too_big_for_the_memory_is_refused_before_it_starts(tmp_path, image_dirs, monkeypatch):
-    import gancr.resources as resources_module
+    import gancr.devices as devices_module
 
     spec = tiny_spec(*image_dirs)
-    monkeypatch.setattr(resources_module, "available_memory", lambda device=None: 1_000_000)
+    monkeypatch.setattr(devices_module, "available_memory", lambda device=None: 1_000_000)
     with pytest.raises(ResourceError, match="needs about .* of memory for its activations, and 1.0 MB is free; "
                                             "lower training.batch_size or training.image_size"):
         Trainer(spec, tmp_path / "run", quiet=True).fit()

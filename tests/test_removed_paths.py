@@ -29,12 +29,24 @@ MOVED_MODULES: dict[str, str] = {
     "gancr.integrity": "gancr.storage.integrity",
     "gancr.weights": "gancr.storage.pretrained",
     "gancr.runs": "gancr.storage.records",
+    "gancr.catalog": "gancr.cli.catalog",
+    "gancr.scaffold": "gancr.cli.scaffold",
+    "gancr.requirements": "gancr.spec.requirements",
+    "gancr.resources": "gancr.devices",
+    "gancr.data.images": "gancr.data.image_files",
+    "gancr.evaluation.images": "gancr.evaluation.image_sets",
+    "gancr.training.runlog": "gancr.training.metrics_log",
+    "gancr.training.parts": "gancr.training.optimizers",
+    "gancr.training.checkpoint": "gancr.training.resume",
 }
 
 #: (old module, name) -> its new place: names that left a module that stays
 MOVED_NAMES: dict[tuple[str, str], str] = {
-    ("gancr.training.parts", "resolve_device"): "gancr.devices.resolve_device",
-    ("gancr.training.parts", "resolve_precision"): "gancr.devices.resolve_precision",
+    ("gancr.builder", "describe_component"): "gancr.builder.component_label",
+    ("gancr.components.base", "Frozen"): "gancr.components.base.Freezable",
+    ("gancr.components.base", "KeepsEncoderFrozen"): "gancr.components.base.freeze",
+    ("gancr.training.Trainer", "settle"): "gancr.training.TrainingStep.settle",
+    ("gancr.training.Trainer", "base_lr"): "gancr.training.optimizers.LearningRates",
     ("gancr.metrics", "evaluate"): "gancr.evaluation.evaluate",
     ("gancr.cli", "summarize_spec"): "Spec.summary",
     ("gancr.inference", "resolve_weights_path"): "gancr.storage.read_run",

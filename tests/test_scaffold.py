@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 import gancr
 from gancr.cli import main
 from gancr.plugins import PLUGIN_API_VERSION
-from gancr.scaffold import PluginNames, new_plugin
+from gancr.cli.scaffold import PluginNames, new_plugin
 from gancr.testing import check_component
 
 

@@ -11,7 +11,7 @@ from gancr.components.content_losses import MSELoss
 from gancr.components.necks import IdentityNeck
 from gancr.errors import SpecError
 from gancr.plugins import get_registry
-from gancr.requirements import check_requirements
+from gancr.spec.requirements import check_requirements
 from gancr.spec import apply_overrides, validate_component
 
 SPEC = {

@@ -21,7 +21,7 @@ from gancr.bench.speed import find_reference
 from gancr.bench.timing import count_ops
 from gancr.components.base import LossContext, StyleBatch
 from gancr.training import Trainer, TrainingError
-from gancr.training.parts import lr_factor
+from gancr.training.optimizers import lr_factor
 
 from test_training import TrainingTestComponents
 from trainkit import EXAMPLES, SHRINK, TINY_OVERRIDES, image_dirs, read_metrics, tiny_spec  # noqa: F401 - image_dirs is a fixture

@@ -137,17 +137,17 @@ def test_stage_1_separates_style_and_reconstruction(tmp_path, image_dirs):
     stage = trainer.spec.training.stages[0]
     assert stage.name == "separate"
     x, s = _batch()
-    parts = trainer.generator_losses(x, s, stage)
+    terms = trainer.generator_losses(x, s, stage)
 
-    assert "content" not in parts and parts["weights"]["w_c"] == 0.0
-    assert parts["reconstruction"].item() > 0 and parts["style"].item() > 0
+    assert "content" not in terms and terms["weights"]["w_c"] == 0.0
+    assert terms["reconstruction"].item() > 0 and terms["style"].item() > 0
     # the content net learns nothing from style; the generator nothing from reconstruction
-    assert _moving(parts["style"], C) == []
-    assert _moving(parts["reconstruction"], G) == []
+    assert _moving(terms["style"], C) == []
+    assert _moving(terms["reconstruction"], G) == []
     # ... and each learns its own task
-    assert len(_moving(parts["style"], G)) == len(G)
-    assert len(_moving(parts["reconstruction"], C)) == len(C)
-    torch.testing.assert_close(parts["objective"], stage.w_g * parts["style"] + parts["reconstruction"])
+    assert len(_moving(terms["style"], G)) == len(G)
+    assert len(_moving(terms["reconstruction"], C)) == len(C)
+    torch.testing.assert_close(terms["objective"], stage.w_g * terms["style"] + terms["reconstruction"])
 
     # one real step moves all three networks
     before = {n: params(m) for n, m in (("G", trainer.generator), ("C", trainer.content_net), ("D", trainer.discriminator))}
@@ -206,19 +206,19 @@ def test_stage_2_trains_generator_and_content_net_jointly(tmp_path, image_dirs):
     G, C = list(trainer.generator.parameters()), list(trainer.content_net.parameters())
     stage = trainer.spec.training.stages[1]
     x, s = _batch(1)
-    parts = trainer.generator_losses(x, s, stage)
+    terms = trainer.generator_losses(x, s, stage)
 
     # the reconstruction term is still there, and it is C's alone
-    assert parts["reconstruction"].item() > 0 and "reconstruction/l1" in parts
-    assert _moving(parts["reconstruction"], G) == [] and _moving(parts["reconstruction"], C)
+    assert terms["reconstruction"].item() > 0 and "reconstruction/l1" in terms
+    assert _moving(terms["reconstruction"], G) == [] and _moving(terms["reconstruction"], C)
     # the content loss reaches G, and C through its features (the content_net term)
-    assert "content/l1" in parts and "content/content_net" in parts
-    assert len(_moving(parts["content"], G)) == len(G)
-    assert _moving(parts["content/content_net"], C)
-    assert _moving(parts["style"], C) == []
-    assert parts["weights"] == {"w_c": 0.7, "w_g": 1.3}
+    assert "content/l1" in terms and "content/content_net" in terms
+    assert len(_moving(terms["content"], G)) == len(G)
+    assert _moving(terms["content/content_net"], C)
+    assert _moving(terms["style"], C) == []
+    assert terms["weights"] == {"w_c": 0.7, "w_g": 1.3}
     torch.testing.assert_close(
-        parts["objective"], 0.7 * parts["content"] + 1.3 * parts["style"] + parts["reconstruction"]
+        terms["objective"], 0.7 * terms["content"] + 1.3 * terms["style"] + terms["reconstruction"]
     )
 
     trainer.step = 1  # the first step of stage 2
@@ -235,12 +235,12 @@ def test_stage_1_with_a_shared_encoder_trains_it_on_both_tasks(tmp_path, image_d
     spec = tiny_spec(*image_dirs, model={"content_net": {"share_encoder": True, "encoder": None}})
     trainer = _trainer(spec, tmp_path / "run")
     assert trainer.trio.shares_encoder
-    parts = trainer.generator_losses(*_batch(), trainer.spec.training.stages[0])
+    terms = trainer.generator_losses(*_batch(), trainer.spec.training.stages[0])
     encoder = list(trainer.generator.encoder.parameters())
     rest = [*trainer.generator.neck.parameters(), *trainer.generator.decoder.parameters()]
-    assert _moving(parts["reconstruction"], encoder)  # hard parameter sharing
-    assert _moving(parts["reconstruction"], rest) == []  # the neck and decoder learn style only
-    assert _moving(parts["style"], list(trainer.content_net.decoder.parameters())) == []
+    assert _moving(terms["reconstruction"], encoder)  # hard parameter sharing
+    assert _moving(terms["reconstruction"], rest) == []  # the neck and decoder learn style only
+    assert _moving(terms["style"], list(trainer.content_net.decoder.parameters())) == []
     # the shared encoder is optimised once, by the generator's optimiser
     ids = lambda name: {id(p) for g in trainer.optimizers[name].param_groups for p in g["params"]}  # noqa: E731
     assert {id(p) for p in encoder} <= ids("generator") and not {id(p) for p in encoder} & ids("content_net")

@@ -21,7 +21,7 @@ def add_components(sub: Any) -> None:
 
 
 def cmd_components(args: argparse.Namespace) -> int:
-    from gancr.catalog import component_rows, markdown_catalog
+    from gancr.cli.catalog import component_rows, markdown_catalog
     from gancr.plugins import get_registry, plugin_failures
 
     registry = get_registry()
@@ -48,7 +48,7 @@ def add_describe(sub: Any) -> None:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from gancr.catalog import describe_entry
+    from gancr.cli.catalog import describe_entry
     from gancr.plugins import get_registry
 
     registry = get_registry()

@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gancr {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except (MemoryError, RuntimeError) as exc:
-        from gancr.resources import is_allocation_error
+        from gancr.devices import is_allocation_error
 
         if not is_allocation_error(exc):
             raise

@@ -1,4 +1,4 @@
-"""``gancr new-plugin``: write a working plugin package to start from (:mod:`gancr.scaffold`)."""
+"""``gancr new-plugin``: write a working plugin package to start from (:mod:`gancr.cli.scaffold`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def add_new_plugin(sub: Any) -> None:
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
-    from gancr.scaffold import PluginNames, new_plugin
+    from gancr.cli.scaffold import PluginNames, new_plugin
 
     target = new_plugin(args.name, args.out, force=args.force)
     names = PluginNames(args.name)

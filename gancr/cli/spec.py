@@ -56,7 +56,7 @@ def add_validate(sub: Any) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from gancr.errors import SpecError
-    from gancr.requirements import check_requirements
+    from gancr.spec.requirements import check_requirements
     from gancr.spec import load_spec
     from gancr.training.preflight import preflight
 

@@ -42,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from gancr.requirements import check_requirements
+    from gancr.spec.requirements import check_requirements
     from gancr.spec import load_spec
     from gancr.training import Trainer
 

@@ -32,9 +32,8 @@ __all__ = [
     "as_list",
     "warn_untrained",
     "freeze",
-    "Frozen",
+    "Freezable",
     "frozen_encoder",
-    "KeepsEncoderFrozen",
 ]
 
 
@@ -132,20 +131,36 @@ def as_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
     return [x] if isinstance(x, Tensor) else list(x)
 
 
-class Frozen(nn.Module):
-    """Mix-in for modules with a ``frozen`` flag: frozen ones stay in eval mode."""
+def freeze(module: nn.Module) -> nn.Module:
+    """Freeze ``module`` (and return it): no gradients to its parameters, eval mode, and
+    ``module.frozen = True``, so that it stays in eval mode when a :class:`Freezable` module or a
+    loss holding it is put in training mode."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.frozen = True  # type: ignore[assignment]
+    return module.eval()
+
+
+class Freezable(nn.Module):
+    """A module that can be frozen (every built-in encoder, for its ``freeze`` option): once
+    :func:`freeze`-d, it stays in eval mode whatever mode its parents are put in. Until then
+    ``frozen`` is False and it trains as any module."""
 
     frozen: bool = False
 
-    def train(self, mode: bool = True) -> Frozen:
+    def freeze(self) -> Freezable:
+        """:func:`freeze` this module (returns it)."""
+        return freeze(self)  # type: ignore[return-value]
+
+    def train(self, mode: bool = True) -> Freezable:
         return super().train(mode and not self.frozen)
 
 
-def freeze(module: nn.Module) -> nn.Module:
-    """Stop gradients to ``module``'s parameters (returns it)."""
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+def _keep_frozen_in_eval(module: nn.Module) -> None:
+    """Put back in eval mode the frozen submodules that a ``train()`` of ``module`` switched."""
+    for m in module.modules():
+        if m is not module and getattr(m, "frozen", False) and m.training:
+            m.eval()
 
 
 _warned_untrained: set[str] = set()
@@ -165,8 +180,8 @@ def warn_untrained(encoder: nn.Module, who: str, stacklevel: int = 3) -> None:
 
 
 def frozen_encoder(encoder: nn.Module, layers: Sequence[str] | None, who: str) -> tuple[nn.Module, list[int]]:
-    """A loss's fixed feature extractor: ``encoder`` frozen (no gradients, eval mode), and the
-    indices of the features named ``layers`` (every feature when None).
+    """A loss's fixed feature extractor: ``encoder`` :func:`freeze`-d (no gradients, eval mode,
+    kept there by the loss), and the indices of the features named ``layers`` (every feature when None).
 
     Warns once (naming ``who``) when the encoder's weights are random; see :func:`warn_untrained`.
 
@@ -174,7 +189,6 @@ def frozen_encoder(encoder: nn.Module, layers: Sequence[str] | None, who: str) -
         ValueError: a layer that is not among the encoder's features.
     """
     encoder = freeze(encoder)
-    encoder.eval()
     names = [f.name for f in encoder.feature_info]
     if layers is None:
         indices = list(range(len(names)))
@@ -185,18 +199,6 @@ def frozen_encoder(encoder: nn.Module, layers: Sequence[str] | None, who: str) -
         indices = [names.index(n) for n in layers]
     warn_untrained(encoder, who, stacklevel=4)
     return encoder, indices
-
-
-class KeepsEncoderFrozen(nn.Module):
-    """Mix-in for a loss with a :func:`frozen_encoder` as ``self.encoder``: the encoder stays
-    in eval mode whatever mode the loss is put in."""
-
-    encoder: nn.Module
-
-    def train(self, mode: bool = True) -> KeepsEncoderFrozen:
-        super().train(mode)
-        self.encoder.eval()
-        return self
 
 
 # ----------------------------------------------------------------------------------------
@@ -237,6 +239,12 @@ class ContentLoss(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
         raise NotImplementedError
+
+    def train(self, mode: bool = True) -> ContentLoss:
+        """Set the mode; a :func:`freeze`-d submodule (a fixed feature encoder) stays in eval."""
+        super().train(mode)
+        _keep_frozen_in_eval(self)
+        return self
 
 
 class StyleBatch:
@@ -283,6 +291,12 @@ class StyleLoss(nn.Module):
 
     def discriminator_loss(self, batch: StyleBatch) -> Tensor | None:
         return None
+
+    def train(self, mode: bool = True) -> StyleLoss:
+        """Set the mode; a :func:`freeze`-d submodule (a fixed feature encoder) stays in eval."""
+        super().train(mode)
+        _keep_frozen_in_eval(self)
+        return self
 
 
 # ----------------------------------------------------------------------------------------

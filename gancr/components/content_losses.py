@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from gancr.components.base import ContentLoss, KeepsEncoderFrozen, LossContext, frozen_encoder
+from gancr.components.base import ContentLoss, LossContext, frozen_encoder
 from gancr.errors import GancrError
 from gancr.metrics.content import gray, sobel_magnitude, ssim_loss
 from gancr.registry import ComponentParams, Registry
@@ -61,7 +61,7 @@ class PerceptualParams(ComponentParams):
     distance: Distance = Field("l1", description="how features are compared: l1 (mean absolute difference) or mse (mean squared)")
 
 
-class PerceptualLoss(KeepsEncoderFrozen, ContentLoss):
+class PerceptualLoss(ContentLoss):
     """Feature distance through a frozen encoder: ``mean_l d(E_l(x), E_l(y))`` (Johnson et al. 2016)."""
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None, distance: str = "l1"):

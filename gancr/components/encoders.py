@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from gancr.components.base import FeatureInfo, Frozen, Norm, freeze as freeze_parameters, norm_layer
+from gancr.components.base import FeatureInfo, Freezable, Norm, norm_layer
 from gancr.errors import BuildError, GancrError
 from gancr.registry import ComponentParams, Registry
 from gancr.storage.pretrained import IMAGENET, Preprocessing, Pretrained, load_pretrained, vgg_features
@@ -93,7 +93,7 @@ class VGG19Params(ComponentParams):
     normalize: bool = Field(True, description="apply ImageNet mean/std to the input")
 
 
-class VGG19Encoder(Frozen):
+class VGG19Encoder(Freezable):
     """VGG19 (torchvision) up to a named layer such as ``relu4_1``.
 
     Returns the ``relu{k}_1`` features of the blocks before the chosen layer's block, then
@@ -135,9 +135,8 @@ class VGG19Encoder(Frozen):
             for i in self.taps
         ]
         self.pretrained = pretrained or weights is not None
-        self.frozen = freeze
         if freeze:
-            freeze_parameters(self)
+            self.freeze()
 
     def forward(self, x: Tensor) -> list[Tensor]:
         out = []
@@ -211,7 +210,7 @@ def _create_timm(model_name: str, found: Pretrained | None, **kwargs: object) ->
     return model
 
 
-class TimmEncoder(Frozen):
+class TimmEncoder(Freezable):
     """Any timm backbone as an encoder, through timm's ``features_only`` and ``feature_info``."""
 
     def __init__(
@@ -257,9 +256,8 @@ class TimmEncoder(Frozen):
                 FeatureInfo(model.num_features, int(last.get("reduction", 32)), last.get("module", "features"))
             ]
         self.pretrained = pretrained or weights is not None
-        self.frozen = freeze
         if freeze:
-            freeze_parameters(self)
+            self.freeze()
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.normalize(x)
@@ -290,7 +288,7 @@ class ConvParams(ComponentParams):
         return v
 
 
-class ConvEncoder(Frozen):
+class ConvEncoder(Freezable):
     """A from-scratch strided conv encoder (CycleGAN's c7s1-k, then stride-2 3x3 convs).
 
     Example:
@@ -321,9 +319,8 @@ class ConvEncoder(Frozen):
         self.levels = nn.ModuleList(levels)
         self.feature_info = [FeatureInfo(w, 2**i, f"level{i}") for i, w in enumerate(widths)]
         self.pretrained = False
-        self.frozen = freeze
         if freeze:
-            freeze_parameters(self)
+            self.freeze()
 
     def forward(self, x: Tensor) -> list[Tensor]:
         out = []

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from gancr.components.base import KeepsEncoderFrozen, StyleBatch, StyleLoss, as_list, frozen_encoder
+from gancr.components.base import StyleBatch, StyleLoss, as_list, frozen_encoder
 from gancr.metrics.style import gram_matrix
 from gancr.registry import ComponentParams, Registry
 from gancr.spec import Slot
@@ -133,7 +133,7 @@ class GramParams(ComponentParams):
     layers: list[str] | None = Field(None, description="feature names to compare (default: all)")
 
 
-class GramLoss(KeepsEncoderFrozen, StyleLoss):
+class GramLoss(StyleLoss):
     """Gram-matrix style loss (Gatys et al. 2016) against the batch of style images.
 
     G: ``mean_l ||mean_b Gram(E_l(y)) - mean_b Gram(E_l(s))||^2``; no discriminator side.

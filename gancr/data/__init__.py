@@ -44,7 +44,7 @@ from gancr.data.builtin import (
 )
 from gancr.data.cartoon import Cartoonize, cartoonize
 from gancr.data.dataset import DataWarning, DeviceAugment, UnpairedImages
-from gancr.data.images import load_alpha, load_image, save_image
+from gancr.data.image_files import load_alpha, load_image, save_image
 from gancr.data.sources import IMAGE_EXTENSIONS, describe_source, is_image_name, resolve_source, source_label
 from gancr.errors import DataError
 

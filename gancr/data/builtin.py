@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import Tensor
 
 from gancr.data.cartoon import CARTOON_PARAMS, cartoonize
-from gancr.data.images import load_image, save_image
+from gancr.data.image_files import load_image, save_image
 from gancr.data.resize import resize
 from gancr.errors import DataError
 

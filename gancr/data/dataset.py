@@ -7,20 +7,21 @@ import math
 import operator
 import os
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from gancr.data.images import decode_image
+from gancr.data.image_files import decode_image
 from gancr.data.resize import _randint, _uniform, random_resized_crop, resize
 from gancr.data.sources import Source, count_images, resolve_source, source_label
 from gancr.errors import DataError, ResourceError
 from gancr.storage.files import human_size
-from gancr.resources import available_memory
+from gancr.devices import available_memory
 
-__all__ = ["DataWarning", "UnpairedImages", "DeviceAugment"]
+__all__ = ["DataWarning", "UnpairedImages", "DeviceAugment", "StepBatches"]
 
 
 class DataWarning(UserWarning):
@@ -264,3 +265,24 @@ class UnpairedImages(torch.utils.data.Dataset):
             f"style={self.style_source!r} ({n_style}), "
             f"image_size={self.image_size}, load_size={self.load_size}, seed={self.seed})"
         )
+
+
+class StepBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of global sample numbers, for a trainer's ``DataLoader``: step ``t`` is samples
+    ``t*B .. t*B+B-1`` of steps ``start`` to ``stop`` (:class:`UnpairedImages` draws sample ``k``).
+
+    With ``world_size`` processes, rank ``r`` takes its contiguous share of each global batch.
+    """
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.local = batch_size // world_size
+        self.offset = rank * self.local
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            first = step * self.batch_size + self.offset
+            yield list(range(first, first + self.local))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)

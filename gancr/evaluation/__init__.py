@@ -41,8 +41,8 @@ unless it says ``pretrained: true`` (torchvision or timm download them when onli
 values are comparable between evaluations with the same encoder spec, but they measure
 random projections, not perception; the result marks them ``"pretrained": false``.
 
-Modules: :mod:`~gancr.evaluation.evaluator` (:func:`evaluate`), :mod:`~gancr.evaluation.images`
-(image sets, fitting, views), :mod:`~gancr.evaluation.models` (what is evaluated, the feature
+Modules: :mod:`~gancr.evaluation.evaluator` (:func:`evaluate`), :mod:`~gancr.evaluation.image_sets`
+(image sets and the square views features see; resizing is :mod:`gancr.data.resize`), :mod:`~gancr.evaluation.models` (what is evaluated, the feature
 encoder), :mod:`~gancr.evaluation.stats` (set statistics), :mod:`~gancr.evaluation.tables`
 (the metric table, JSON) and :mod:`~gancr.evaluation.report` (``gancr report``: an HTML page
 of a run).

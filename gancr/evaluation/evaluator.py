@@ -16,7 +16,7 @@ from gancr import __version__
 from gancr.devices import eval_mode, resolve_device
 from gancr.errors import GancrError
 from gancr.data.resize import fit, resize
-from gancr.evaluation.images import MIN_SIDE, ImageSet, Images, check_side, crops_of, image_set, views_of
+from gancr.evaluation.image_sets import MIN_SIDE, ImageSet, Images, check_side, crops_of, image_set, views_of
 from gancr.evaluation.models import Models, build_encoder, parse_encoder, resolve_models
 from gancr.evaluation.stats import SetStats, kid_fid_features, perceptual_features
 from gancr.evaluation.tables import METRICS

@@ -14,14 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from gancr.data import DataWarning, is_image_name, load_alpha, load_image, resolve_source, save_image
-from gancr.devices import resolve_device
+from gancr.devices import activation_bytes, available_memory, is_allocation_error, resolve_device
 from gancr.errors import DataError, GancrError, ResourceError
 from gancr.storage.files import check_output, human_size
 from gancr.inference.load import open_run
 from gancr.inference.strength import StrengthBlend, check_alpha
 from gancr.inference.tiling import tiled_forward
 from gancr.progress import Progress
-from gancr.resources import activation_bytes, available_memory, is_allocation_error
 
 __all__ = ["fastest_precision", "stylize", "stylize_tensor", "Stylized", "StylizeOptions"]
 

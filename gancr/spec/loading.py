@@ -74,7 +74,7 @@ def load_spec(
         requires = data.get("requires")
         if isinstance(requires, list) and len(requires) <= MAX_REQUIRES and all(isinstance(r, str) for r in requires):
             # a component of a missing plugin is "unknown": say first which plugin is missing
-            from gancr.requirements import missing_requirements
+            from gancr.spec.requirements import missing_requirements
 
             errors = missing_requirements(requires) + errors
         raise SpecError(errors, source) from None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gancr.errors import CheckpointError
-from gancr.resources import available_memory
+from gancr.devices import available_memory
 from gancr.storage.files import human_size
 from gancr.storage.integrity import exported_kind, looks_like_safetensors, runs_code
 

@@ -90,7 +90,7 @@ class Checkpoint:
         optimizers: each optimiser's state dict, by network name.
         scaler: the AMP gradient scaler's state ({} when unused).
         pool: the image pool's state.
-        rng: the random states (:func:`gancr.training.checkpoint.get_rng_state`).
+        rng: the random states (:func:`gancr.training.resume.get_rng_state`).
         nonfinite: how many steps in a row were skipped for non-finite losses.
         stage: the index of the stage the step belonged to.
     """

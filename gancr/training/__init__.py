@@ -4,9 +4,10 @@
   the loop, samples, checkpoints);
 - :mod:`~gancr.training.step`: :class:`TrainingStep`, one step's losses and updates, with its
   collaborators passed in explicitly; the stages as types;
-- :mod:`~gancr.training.runlog`: ``metrics.jsonl``, TensorBoard, the progress bar;
-- :mod:`~gancr.training.checkpoint`: the random states a checkpoint holds;
-- :mod:`~gancr.training.parts`: optimisers, schedules, EMA, the image pool;
+- :mod:`~gancr.training.optimizers`: the optimisers and their learning-rate schedule;
+- :mod:`~gancr.training.history`: the EMA of the generator, the image pool of past fakes;
+- :mod:`~gancr.training.metrics_log`: ``metrics.jsonl``, TensorBoard, the progress bar;
+- :mod:`~gancr.training.resume`: the random states a checkpoint holds, the spec a resume may change;
 - :mod:`~gancr.training.distributed`: data-parallel training under ``torchrun``;
 - :mod:`~gancr.training.preflight`: what training would fail on at once (``gancr validate``).
 """

@@ -95,7 +95,7 @@ def preflight(spec: Any, *, build_models: bool = True) -> Preflight:
             data and device; the models then go under ``not_checked``).
     """
     from gancr.devices import resolve_device, resolve_precision
-    from gancr.requirements import check_requirements
+    from gancr.spec.requirements import check_requirements
 
     report = Preflight()
     t = spec.training
@@ -152,7 +152,7 @@ def _models(spec: Any, report: Preflight) -> None:
 
     if report.run("trio", trio) and report.run("losses", losses):
         def optimisers() -> str:
-            from gancr.training.parts import make_optimizer
+            from gancr.training.optimizers import make_optimizer
 
             o = spec.training.optimizer
             make_optimizer(o, built["trio"].parameters(), o.lr.generator, torch.device("cpu"))

@@ -36,7 +36,8 @@ from gancr.components.base import Balancer, LossContext, StyleBatch, weighted
 from gancr.devices import autocast
 from gancr.errors import TrainingError
 from gancr.training.distributed import Distributed
-from gancr.training.parts import EMA, ImagePool, LearningRates, make_optimizers
+from gancr.training.history import EMA, ImagePool
+from gancr.training.optimizers import LearningRates, make_optimizers
 from gancr.trio import Losses, Trio
 
 __all__ = [

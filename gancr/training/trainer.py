@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,18 +31,27 @@ import torch
 from torch import Tensor, nn
 
 from gancr.builder import build, build_losses
-from gancr.devices import autocast, eval_mode, resolve_device, resolve_precision
+from gancr.data.dataset import StepBatches
+from gancr.devices import (
+    autocast,
+    check_training_memory,
+    eval_mode,
+    is_allocation_error,
+    memory_error,
+    resolve_device,
+    resolve_precision,
+)
 from gancr.errors import CheckpointError, GancrError, ResourceError, WriteError
 from gancr.plugins import call_hook
-from gancr.resources import check_training_memory, is_allocation_error, memory_error
 from gancr.spec import Spec, load_spec
 from gancr.storage import Checkpoint, InferenceWeights, RunDir, RunLock, check_output
 from gancr.storage.records import NETS
-from gancr.training.checkpoint import check_resumed_spec, get_rng_state, set_rng_state
+from gancr.training.resume import check_resumed_spec, get_rng_state, set_rng_state
 from gancr.training.distributed import from_environment
-from gancr.training.parts import EMA, ImagePool, LearningRates, make_optimizers
+from gancr.training.history import EMA, ImagePool
+from gancr.training.optimizers import LearningRates, make_optimizers
 from gancr.training.preflight import check_content_net_use
-from gancr.training.runlog import RunLog, trim_metrics
+from gancr.training.metrics_log import MetricsLog, trim_metrics
 from gancr.training.signals import StopSignals
 from gancr.training.step import Collaborators, Stage, StepSettings, TrainingStep, stage_from_spec
 from gancr.trio import Losses, Trio
@@ -62,26 +71,6 @@ class FitResult:
     checkpoint: Path | None
     generator: Path | None
     signal: int | None = None  #: the signal that interrupted the run (SIGINT, SIGTERM, SIGHUP), if one did
-
-
-class _StepBatches(torch.utils.data.Sampler[list[int]]):
-    """Batches of global sample numbers: step ``t`` is samples ``t*B .. t*B+B-1``.
-
-    With ``world_size`` processes, rank ``r`` takes its contiguous share of each global batch.
-    """
-
-    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        self.start, self.stop, self.batch_size = start, stop, batch_size
-        self.local = batch_size // world_size
-        self.offset = rank * self.local
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start, self.stop):
-            first = step * self.batch_size + self.offset
-            yield list(range(first, first + self.local))
-
-    def __len__(self) -> int:
-        return max(0, self.stop - self.start)
 
 
 def _seed_everything(seed: int) -> None:
@@ -372,7 +361,7 @@ class Trainer:
         t = self.spec.training
         return torch.utils.data.DataLoader(
             self.dataset,
-            batch_sampler=_StepBatches(self.step, stop, t.batch_size, self.dist.rank, self.dist.world_size),
+            batch_sampler=StepBatches(self.step, stop, t.batch_size, self.dist.rank, self.dist.world_size),
             num_workers=t.workers,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator(),  # keep the global random state untouched
@@ -385,7 +374,7 @@ class Trainer:
         if main:
             self._open_folder()
         generator_path: Path | None = None
-        log = RunLog(self.run, self.spec.training, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
+        log = MetricsLog(self.run, self.spec.training, enabled=main, quiet=self.quiet, total=stop, initial=self.step)
         signals = StopSignals(self.request_stop).__enter__()
         try:
             t = self.spec.training
@@ -409,7 +398,7 @@ class Trainer:
         return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path,
                          signals.received if status == "interrupted" else None)
 
-    def _loop(self, stop: int, log: RunLog) -> tuple[Status, Path | None]:
+    def _loop(self, stop: int, log: MetricsLog) -> tuple[Status, Path | None]:
         """The steps up to ``stop``: returns why they ended and the last checkpoint written."""
         t = self.spec.training
         current_stage, last_ckpt, rate = -1, None, None
@@ -434,13 +423,13 @@ class Trainer:
                 return "interrupted", last_ckpt
         return "finished", last_ckpt
 
-    def _enter_stage(self, index: int, log: RunLog) -> None:
+    def _enter_stage(self, index: int, log: MetricsLog) -> None:
         stages = self.spec.training.stages
         if self.dist.is_main:
             call_hook("gancr_on_stage_start", trainer=self, stage=stages[index], stage_index=index)
         log.stage(f"stage {index + 1}/{len(stages)} {stages[index].name}")
 
-    def _report(self, metrics: dict[str, float], logs: bool, rate: float | None, log: RunLog) -> None:
+    def _report(self, metrics: dict[str, float], logs: bool, rate: float | None, log: MetricsLog) -> None:
         """What rank 0 does after a step: the metrics line, the hook, the progress, the samples."""
         if logs:
             log.write(metrics)

@@ -1,4 +1,5 @@
-"""Reading and writing image files: any common mode to RGB float tensors, atomic writes."""
+"""Reading and writing image files: any common mode to RGB float tensors, atomic writes.
+(Resizing is :mod:`gancr.data.resize`.)"""
 
 from __future__ import annotations
 

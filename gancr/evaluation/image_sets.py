@@ -1,4 +1,5 @@
-"""The images of an evaluation: sources or tensors, fitted to a size, and the square views features see."""
+"""The image sets of an evaluation (sources or tensors, named and loaded lazily), and the square
+views features see (resized with :mod:`gancr.data.resize`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Small training parts: optimisers, learning-rate schedules, EMA, the image pool."""
+"""The optimisers of a run and their learning rates: Adam or AdamW per network, the schedule."""
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,12 +10,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from gancr._torch_compat import foreach_add_, foreach_lerp_, foreach_mul_, foreach_sub
-
 if TYPE_CHECKING:  # pragma: no cover
     from gancr.trio import Losses, Trio
 
-__all__ = ["make_optimizer", "make_optimizers", "lr_factor", "LearningRates", "EMA", "ImagePool"]
+__all__ = ["make_optimizer", "make_optimizers", "lr_factor", "LearningRates"]
 
 
 def make_optimizer(spec: Any, params: Iterable[Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -92,77 +89,3 @@ def lr_factor(schedule: Any, step: int, total: int) -> float:
     begin = schedule.warmup_steps
     frac = (step - begin) / max(1, total - begin)
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
-
-
-class EMA(nn.Module):
-    """An exponential moving average of a module's parameters (buffers are copied).
-
-    ``ema = decay * ema + (1 - decay) * current`` after each update.
-    """
-
-    def __init__(self, module: nn.Module, decay: float):
-        super().__init__()
-        self.module = copy.deepcopy(module).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self, module: nn.Module, decay: float | None = None, skip: Tensor | None = None) -> None:
-        """Move the average towards ``module``; ``skip`` (a 0-dim bool tensor) leaves it as is."""
-        d = self.decay if decay is None else decay
-        ema_params = list(self.module.parameters())
-        params = list(module.parameters())  # no detach needed: no autograd in here
-        if skip is None:
-            foreach_lerp_(ema_params, params, 1.0 - d)
-            for eb, b in zip(self.module.buffers(), module.buffers()):
-                eb.copy_(b)
-            return
-        if ema_params:
-            weight = torch.where(skip, 0.0, 1.0 - d).to(ema_params[0].dtype)  # (1 - d), or 0 to skip
-            steps = foreach_sub(params, ema_params)
-            foreach_mul_(steps, weight)
-            foreach_add_(ema_params, steps)
-        for eb, b in zip(self.module.buffers(), module.buffers()):
-            torch.where(skip, eb, b, out=eb)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.module(x)
-
-
-class ImagePool:
-    """A pool of past fakes (Shrivastava et al. 2017; CycleGAN), shown to the discriminator.
-
-    For each new fake: while the pool fills, store and return it; afterwards, with
-    probability 1/2 return a stored fake (replacing it with the new one), else the new one.
-    Draws use torch's random generator, so resuming restores the same choices.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.images: list[Tensor] = []
-
-    def query(self, fakes: Tensor) -> Tensor:
-        if self.size == 0:
-            return fakes
-        out = []
-        for image in fakes.detach():
-            image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif float(torch.rand(())) < 0.5:  # draws on the host: no device sync
-                i = int(torch.randint(0, self.size, ()))
-                out.append(self.images[i])  # torch.cat copies it; the slot gets a new tensor
-                self.images[i] = image.clone()
-            else:
-                out.append(image)
-        return torch.cat(out, 0)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"images": torch.cat(self.images, 0).cpu() if self.images else torch.zeros(0)}
-
-    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
-        images = state.get("images")
-        self.images = [] if images is None or images.numel() == 0 else [i.unsqueeze(0).to(device) for i in images]
-

@@ -10,12 +10,13 @@ from gancr.progress import Progress
 from gancr.storage import RunDir
 from gancr.storage.files import atomic_write_text, write_error
 
-__all__ = ["RunLog", "postfix", "trim_metrics"]
+__all__ = ["MetricsLog", "postfix", "trim_metrics"]
 
 
-class RunLog:
-    """The run's log for one :meth:`~gancr.training.Trainer.fit`; nothing at all when not ``enabled``
-    (processes other than rank 0).
+class MetricsLog:
+    """The metrics a run reports during one :meth:`~gancr.training.Trainer.fit` (``metrics.jsonl``,
+    TensorBoard, the progress display); nothing at all when not ``enabled`` (processes other
+    than rank 0). Not the run folder: that is :class:`gancr.storage.RunDir`.
 
     Args:
         run: the run directory (``metrics.jsonl`` and ``tensorboard/`` go there).
