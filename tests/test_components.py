@@ -283,6 +283,37 @@ def test_frozen_encoders_have_no_trainable_parameters_and_stay_in_eval():
     assert loose.training and all(p.requires_grad for p in loose.parameters())
 
 
+def test_freeze_keeps_any_encoder_in_eval_inside_a_loss():
+    """One word for it (issue 20): freeze() stops gradients, sets eval and marks the module frozen;
+    a Freezable (every built-in encoder) keeps itself in eval, and a loss keeps any frozen
+    submodule in eval, a plugin's plain nn.Module encoder too."""
+    from gancr.components.base import Freezable, freeze, frozen_encoder
+
+    class PlainEncoder(nn.Module):  # not Freezable: a plugin's encoder
+        feature_info = [FeatureInfo(4, 1, "conv")]
+
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return [self.norm(self.conv(x))]
+
+    class FeatureLoss(ContentLoss):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.indices = frozen_encoder(PlainEncoder(), None, "test loss")
+
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        loss = FeatureLoss()
+    loss.train()
+    assert loss.training and not loss.encoder.training and loss.encoder.frozen
+    assert not any(p.requires_grad for p in loss.encoder.parameters())
+    enc = build_component("encoder", {"name": "conv", "widths": [4, 8]})
+    assert isinstance(enc, Freezable) and not enc.frozen
+    assert freeze(enc) is enc and enc.frozen and not enc.train().training
+
+
 def test_timm_encoder_chosen_levels_and_last_map_only():
     enc = build_component("encoder", {"name": "timm", "model_name": "resnet18", "out_indices": [1, 3]})
     assert [(f.channels, f.reduction) for f in enc.feature_info] == [(64, 4), (256, 16)]
