@@ -275,8 +275,9 @@ def build_losses(spec: Spec) -> Losses:
                for item, name in zip(spec.losses.content, names)]
     reconstruction = [LossTerm(t.weight, t.loss, f"reconstruction/{name}")
                       for t, name in zip(content, names) if getattr(t.loss, "reconstruction", True)]
-    if not reconstruction:
-        reconstruction = [LossTerm(1.0, build_component("content_loss", {"name": "l1"}), "reconstruction/l1")]
+    if not reconstruction:  # L1, labelled by its name as every term is
+        fallback = "l1"
+        reconstruction = [LossTerm(1.0, build_component("content_loss", {"name": fallback}), f"reconstruction/{fallback}")]
     style = [LossTerm(item.weight, build_component("style_loss", item), f"style/{name}")
              for item, name in zip(spec.losses.style, _unique_names([i.name for i in spec.losses.style]))]
     balancer = build_component("balancer", spec.training.balancer)
