@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
@@ -62,8 +63,10 @@ def build_component(kind: str, spec: Any, *, registry: Registry | None = None, *
     params = validate_component(kind, spec, registry=registry)
     entry = registry.get(kind, params.name)
     kwargs = {k: getattr(params, k) for k in entry.params.model_fields}
-    if kind in _MODEL_KINDS:
-        _check_memory(kind, params, lambda: entry.factory(**kwargs, **build_args))
+    measured = _MEASURED.get()
+    if kind in _MODEL_KINDS and not measured:
+        measured = _check_memory(kind, params, lambda: entry.factory(**kwargs, **build_args))
+    token = _MEASURED.set(measured)  # the parts this factory builds were measured with it
     try:
         return entry.factory(**kwargs, **build_args)
     except GancrError:
@@ -77,25 +80,39 @@ def build_component(kind: str, spec: Any, *, registry: Registry | None = None, *
         raise BuildError(
             f"cannot build {kind} {entry.name!r} (plugin {entry.plugin}): {exc}"
         ) from exc
+    finally:
+        _MEASURED.reset(token)
 
 
 _MODEL_KINDS = ("encoder", "neck", "decoder", "discriminator")
 
+#: True while a factory runs whose part (with every part it builds through :func:`build_component`,
+#: e.g. ``diffaug``'s ``inner``) was already measured on the meta device. Such nested parts are not
+#: measured again: each would rebuild its own inner parts twice (on meta, then for real), so a
+#: component nested N deep would be built 2^N times.
+_MEASURED: ContextVar[bool] = ContextVar("gancr_part_measured", default=False)
 
-def _check_memory(kind: str, params: Any, factory: Any) -> None:
+
+def _check_memory(kind: str, params: Any, factory: Any) -> bool:
     """Build the part on the ``meta`` device first (no memory, no compute) and compare the size
     of its weights with the free memory: a spec asking for hundreds of gigabytes is an error
-    here, instead of a process the system kills. Parts that load weights are not pre-built."""
+    here, instead of a process the system kills. Parts that load weights are not pre-built.
+
+    Returns whether the part was measured (the parts it nests included).
+    """
     if getattr(params, "pretrained", False) or getattr(params, "weights", None):
-        return
+        return False
+    token = _MEASURED.set(True)  # its nested parts are on meta too, and counted in its size
     try:
         with warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")
             module = factory()
     except Exception:  # noqa: BLE001 - a part that cannot be built on meta is built for real below
-        return
+        return False
+    finally:
+        _MEASURED.reset(token)
     if not isinstance(module, nn.Module):
-        return
+        return False
     need = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
     free = available_memory()
     if free is not None and need > free:
@@ -103,6 +120,7 @@ def _check_memory(kind: str, params: Any, factory: Any) -> None:
             f"{kind} {component_label(params)} has {human_size(need)} of weights, more than the "
             f"{human_size(free)} of free memory; lower its size parameters (widths, blocks, layers)"
         )
+    return True
 
 
 def component_label(spec: Any) -> str:

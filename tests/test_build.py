@@ -15,7 +15,7 @@ from torch import nn
 import gancr
 from gancr.builder import build_component, build_losses
 from gancr.components.base import FeatureInfo, LossContext, StyleBatch
-from gancr.errors import BuildError, CheckpointError, SpecError
+from gancr.errors import BuildError, CheckpointError, ResourceError, SpecError
 from gancr.registry import ComponentParams
 from gancr.trio import ContentNet, Generator, Trio
 
@@ -254,6 +254,51 @@ def test_a_discriminator_that_fails_at_the_training_image_size(discriminator, si
 def test_factory_errors_name_the_component():
     with pytest.raises(BuildError, match=r"cannot build content_loss 'edge' \(plugin builtin\): low_threshold"):
         gancr.build_losses(gancr.load_spec({"losses": {"content": [{"name": "edge", "low_threshold": 0.3}]}}))
+
+
+class _WrapParams(ComponentParams):
+    inner: gancr.Slot["discriminator"]
+
+
+class _Wrap(nn.Module):
+    """A discriminator around another one, built through build_component (as diffaug's ``inner``)."""
+
+    built: list[str] = []
+
+    def __init__(self, inner, in_channels=3):
+        super().__init__()
+        _Wrap.built.append(str(torch.empty(0).device))
+        self.inner = build_component("discriminator", inner, in_channels=in_channels)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class _WrapPlugin:
+    @gancr.hookimpl
+    def gancr_register_components(self, registry):
+        registry.register("discriminator", "wrap", _Wrap, params=_WrapParams)
+
+
+def _wrapped(levels: int, inner: dict) -> dict:
+    for _ in range(levels):
+        inner = {"name": "wrap", "inner": inner}
+    return inner
+
+
+def test_a_nested_component_is_built_once_per_level_not_once_per_path(monkeypatch):
+    """Each part's memory check builds it on the meta device, its nested parts with it: they are
+    not checked again (each check would build its own inner parts twice, 2^N builds at depth N)."""
+    _Wrap.built = []
+    with gancr.registered_plugin(_WrapPlugin(), "wrap"):
+        spec = gancr.load_spec({"model": {"discriminator": _wrapped(40, {"name": "patchgan", "layers": 2, "width": 4})}})
+        module = build_component("discriminator", spec.model.discriminator, in_channels=3)
+        assert _Wrap.built == ["meta"] * 40 + ["cpu"] * 40
+        assert module(torch.rand(1, 3, 32, 32)).shape[0] == 1
+        # the outer part's check counts the weights of the parts nested in it
+        monkeypatch.setattr("gancr.builder.available_memory", lambda: 1000)
+        with pytest.raises(ResourceError, match=r"^discriminator 'wrap' has .* of weights, more than the 1.0 kB of free memory"):
+            build_component("discriminator", spec.model.discriminator, in_channels=3)
 
 
 # ----------------------------------------------------------------------------------------
