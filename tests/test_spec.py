@@ -358,6 +358,86 @@ def test_apply_overrides_returns_a_copy():
 
 
 # ----------------------------------------------------------------------------------------
+# the shape of a spec: depth, values with aliases expanded, cycles
+# ----------------------------------------------------------------------------------------
+
+
+def _laughs(levels: int, width: int = 10) -> list:
+    """A "billion laughs" as Python data: each level a list of ``width`` references to the one below."""
+    value: list = ["lol"] * width
+    for _ in range(levels):
+        value = [value] * width
+    return value
+
+
+def test_the_shape_is_measured_on_shared_objects_once():
+    from gancr.storage.integrity import MAX_DEPTH, overrun
+
+    assert overrun({"model": {"generator": {"encoder": {"name": "conv"}}}}) is None
+    assert overrun("a string") is None
+    found = overrun({"description": _laughs(20)})  # 10^21 values, expanded
+    # the place is the smallest list over the limit: 5 levels above the strings (1,111,111 values)
+    assert (found.limit, found.path) == ("values", ("description",) + (0,) * 15)
+    assert "holds more than 1,000,000 values" in found.describe()
+    assert "_laughs" not in repr(found) and len(repr(found)) < 300  # never expands what it found
+    # depth adds up through a shared object, used here at the top and again one level down
+    chain: list = [0]
+    for _ in range(MAX_DEPTH - 2):
+        chain = [chain]
+    assert overrun({"a": chain, "b": chain}) is None
+    found = overrun({"a": chain, "b": [chain]})
+    assert (found.limit, found.path, found.describe()) == ("depth", ("b", 0), f"nests more than {MAX_DEPTH} levels deep")
+    loop: list = [1]
+    loop.append({"again": loop})
+    assert overrun({"x": loop}).limit == "cycle"
+
+
+def test_an_alias_bomb_is_refused_at_once_naming_the_place_and_the_anchor(tmp_path):
+    lines = ["training: {seed: 1}", "requires:", "  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(SpecError) as exc:
+        gancr.load_spec(path)
+    (where, message), = exc.value.errors
+    assert where == "requires.5"
+    assert message.startswith("the spec holds more than 1,000,000 values")
+    assert message.endswith("see the anchor &l5 (line 8, column 5)")
+    # a --set value is read the same way
+    flow = "[" + ", ".join(["&a [x, x, x, x, x, x, x, x, x, x]"] + [f"&{c} [{', '.join([f'*{p}'] * 10)}]"
+                                                                  for p, c in zip("abcdefgh", "bcdefghi")]) + "]"
+    with pytest.raises(SpecError) as exc:
+        gancr.load_spec(SPEC, [f"description={flow}"])
+    (where, message), = exc.value.errors
+    assert where == "description.5" and message.startswith("the value of --set holds more than 1,000,000 values")
+    assert "the anchor &f (line 1" in message
+    # an anchor used within itself has no end
+    with pytest.raises(SpecError, match=r"training.stages.0: the value of --set holds itself .*see the anchor &s \(line 1"):
+        gancr.load_spec(SPEC, ["training.stages=&s [*s]"])
+    with pytest.raises(SpecError, match="cannot parse the value: it nests too deeply"):
+        gancr.load_spec(SPEC, ["description=" + "[" * 5000 + "]" * 5000])
+
+
+def test_shared_values_within_the_limits_are_fine_and_checked_once():
+    text = """model:
+  generator:
+    encoder: &enc {name: conv, widths: [8, 16]}
+  content_net:
+    encoder: *enc
+training:
+  optimizer:
+    lr: &lr {generator: .nan, discriminator: 0.0002}
+  stages: [{name: separate, steps: 1}, {name: joint, steps: 1}]
+losses: {content: [&l1 {name: l1}, *l1]}
+"""
+    with pytest.raises(SpecError) as exc:
+        gancr.load_spec(yaml.safe_load(text))
+    assert exc.value.errors == [("training.optimizer.lr.generator", "must be a finite number, got nan")]
+    spec = gancr.load_spec(yaml.safe_load(text.replace(".nan", "0.001")))
+    assert spec.model.content_net.encoder.widths == [8, 16] and len(spec.losses.content) == 2
+
+
+# ----------------------------------------------------------------------------------------
 # the schema and requirements
 # ----------------------------------------------------------------------------------------
 

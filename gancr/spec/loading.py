@@ -15,7 +15,7 @@ from gancr.spec.binding import bind
 from gancr.spec.compose import Composed, compose, origin_of
 from gancr.spec.messages import error_messages
 from gancr.spec.root import MAX_REQUIRES, Spec
-from gancr.spec.syntax import check_plain_values
+from gancr.spec.syntax import check_plain_values, check_shape, read_yaml
 
 __all__ = ["load_spec", "default_spec", "apply_overrides"]
 
@@ -103,10 +103,15 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise SpecError([(item, "an override needs a path before '='")])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+    if not raw.strip():
+        return key.split("."), ""
+    try:  # read as a spec file is: a duplicate key is an error, and the value's shape is checked
+        value, anchors = read_yaml(raw)
     except yaml.YAMLError as exc:
         raise SpecError([(key, f"cannot parse the value {raw!r}: {exc}")]) from None
+    except RecursionError:
+        raise SpecError([(key, "cannot parse the value: it nests too deeply")]) from None
+    check_shape(value, anchors=anchors, at=key, what="the value of --set")
     return key.split("."), value
 
 

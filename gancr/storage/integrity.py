@@ -7,8 +7,10 @@
   existed have none and still load.
 - :func:`nonfinite`: the names of tensors that hold NaN or infinity (a generator like that
   stylises to black images: it is neither written nor loaded).
-- :func:`depth`: how deeply plain data nests, measured without recursion, so hostile
-  metadata (a spec nested thousands of levels deep) is refused before anything recurses.
+- :func:`overrun`: where plain data goes past the limits of a spec (:data:`MAX_DEPTH` levels,
+  :data:`MAX_VALUES` values), found without recursion and visiting each shared object once,
+  so hostile data (a spec nested thousands of levels deep, or a few lines of YAML aliases
+  that expand to 10^9 values) is refused before anything recurses into it or expands it.
 - :func:`exported_kind` tells an exported ONNX or TorchScript model from a checkpoint, and
   :func:`runs_code` a pickle that ``torch.load(weights_only=True)`` refused because it would
   call a function, so messages can say what a file is.
@@ -19,14 +21,25 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["checksum", "nonfinite", "depth", "MAX_DEPTH", "exported_kind", "looks_like_safetensors", "runs_code"]
+__all__ = [
+    "checksum", "nonfinite", "overrun", "Overrun", "MAX_DEPTH", "MAX_VALUES", "exported_kind",
+    "looks_like_safetensors", "runs_code",
+]
 
-#: The deepest nesting accepted in a spec or in a file's metadata (a real spec nests about 6).
+#: The deepest nesting accepted in a spec or in a file's metadata (a real spec nests about 6;
+#: each component nested in another, e.g. ``diffaug``'s ``inner``, adds 1).
 MAX_DEPTH = 64
+#: The most values (mappings, lists, keys and scalars) a spec or a file's metadata may hold,
+#: each shared value counted every time it is used: a YAML alias (``*name``), or an object a
+#: pickle refers to twice, counts as a copy of what it names. A real spec holds a few hundred.
+#: The count stops at the limit, and no object is visited twice, so the distinct values walked
+#: are bounded by it too.
+MAX_VALUES = 1_000_000
 
 
 def _tensor_bytes(t: Any) -> memoryview:
@@ -91,24 +104,111 @@ def nonfinite(tensors: Mapping[str, Any]) -> list[str]:
             and not bool(torch.isfinite(v).all())]
 
 
-def depth(data: Any, limit: int = MAX_DEPTH) -> int:
-    """How deeply ``data`` nests (dicts, lists, tuples); stops counting past ``limit`` + 1."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(data, 0)]
+@dataclass(frozen=True)
+class Overrun:
+    """Where plain data goes past a limit (see :func:`overrun`).
+
+    Attributes:
+        limit: ``"depth"`` (nests deeper than ``bound`` levels), ``"values"`` (holds more than
+            ``bound`` values, shared ones counted each time they are used) or ``"cycle"`` (a
+            container holds itself, so it has no end).
+        bound: the limit that was passed.
+        path: the keys and indices from the top to the place.
+        nodes: the containers along ``path``, the place's last (to name a YAML anchor among them).
+    """
+
+    limit: str
+    bound: int
+    path: tuple[Any, ...]
+    nodes: tuple[Any, ...] = field(repr=False)  # their repr would expand them
+
+    def describe(self) -> str:
+        """``nests more than 64 levels deep``-style text (without the place)."""
+        if self.limit == "depth":
+            return f"nests more than {self.bound} levels deep"
+        if self.limit == "values":
+            return (f"holds more than {self.bound:,} values, the limit (each use of a shared value, "
+                    "such as a YAML alias, counts as a copy of it)")
+        return "holds itself (a YAML alias inside the anchor it names), so it never ends"
+
+    def where(self, most: int = 8) -> str:
+        """The path as a spec names it (``model.discriminator.inner``), its middle elided when long."""
+        parts = [str(p) for p in self.path]
+        if len(parts) <= most:
+            return ".".join(parts)
+        return f"{'.'.join(parts[:most - 1])} ... {len(parts) - most} more ... {parts[-1]}"
+
+
+def _children(x: Any) -> Iterator[tuple[Any, Any]]:
+    """(key, child) of a container; a mapping's keys count as values too (a key of a pickle may be a tuple)."""
+    if isinstance(x, Mapping):
+        for k, v in x.items():
+            yield k, k
+            yield k, v
+    else:
+        yield from enumerate(x)
+
+
+def overrun(data: Any, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> Overrun | None:
+    """The first place where ``data`` (dicts, lists, tuples and scalars) goes past a limit, or None.
+
+    Counts on the object graph: a container used in several places (a YAML alias, an object a
+    pickle refers to twice) is walked once, and its size and depth are added wherever it is used,
+    so the cost is that of the distinct objects, never of the expanded data, and the walk stops
+    as soon as a limit is passed. Without recursion.
+    """
+    done: dict[int, tuple[int, int]] = {}  # id -> (values, levels) of a container walked whole
+    walking: set[int] = set()
+    # frames: [container, its children, key in its parent, values so far, levels below so far]
+    stack: list[list[Any]] = []
+    walked = 0
+
+    def over(limit: str, bound: int, tail: tuple[Any, ...] = (), last: Any = None) -> Overrun:
+        path = tuple(f[2] for f in stack[1:]) + tail
+        nodes = tuple(f[0] for f in stack) + (() if last is None else (last,))
+        return Overrun(limit, bound, path, nodes)
+
+    if not isinstance(data, (Mapping, list, tuple)):
+        return None
+    stack.append([data, _children(data), None, 1, 0])
+    walking.add(id(data))
+    if max_depth < 1:
+        return over("depth", max_depth)
     while stack:
-        x, d = stack.pop()
-        if isinstance(x, Mapping):
-            children: Any = x.values()
-        elif isinstance(x, (list, tuple)):
-            children = x
-        else:
-            continue
-        d += 1
-        deepest = max(deepest, d)
-        if deepest > limit:
-            return deepest
-        stack.extend((c, d) for c in children)
-    return deepest
+        frame = stack[-1]
+        for key, child in frame[1]:
+            walked += 1
+            if walked > max_values:
+                return over("values", max_values)
+            if not isinstance(child, (Mapping, list, tuple)):
+                frame[3] += 1
+            elif id(child) in walking:
+                return over("cycle", max_depth, (key,), child)
+            elif id(child) in done:
+                values, levels = done[id(child)]
+                frame[3] += values
+                frame[4] = max(frame[4], levels)
+                if len(stack) + levels > max_depth:
+                    return over("depth", max_depth, (key,), child)
+            else:
+                if len(stack) + 1 > max_depth:
+                    return over("depth", max_depth, (key,), child)
+                stack.append([child, _children(child), key, 1, 0])
+                walking.add(id(child))
+                break
+            if frame[3] > max_values:
+                return over("values", max_values)
+        else:  # every child walked
+            stack.pop()
+            walking.discard(id(frame[0]))
+            done[id(frame[0])] = (frame[3], frame[4] + 1)
+            if stack:
+                parent = stack[-1]
+                parent[3] += frame[3]
+                parent[4] = max(parent[4], frame[4] + 1)
+                if parent[3] > max_values:
+                    return over("values", max_values)
+    return None
 
 
 def runs_code(exc: BaseException) -> bool:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from gancr.errors import CheckpointError
 from gancr.storage.files import atomic_write_bytes, atomic_write_stream
-from gancr.storage.integrity import MAX_DEPTH, checksum, depth, nonfinite
+from gancr.storage.integrity import MAX_DEPTH, Overrun, checksum, nonfinite, overrun
 from gancr.storage.reader import read_file
 
 if TYPE_CHECKING:  # torch loads when a record is written or read, not on import
@@ -118,17 +118,23 @@ class Checkpoint:
 
     @classmethod
     def from_data(cls, data: Any, path: str | os.PathLike[str]) -> Checkpoint:
-        """The record of a file's content (layout 1 or 2), checked: its checksum (when it has one:
-        files of gancr 0.1 have none), its structure, and its spec's nesting.
+        """The record of a file's content (layout 1 or 2), checked: its spec's shape (by the limits of
+        any spec, whatever the checksum says: a checksum proves that the file is the one that was
+        written, not that its writer was friendly), the shape of the rest, its checksum (when it
+        has one: files of gancr 0.1 have none) and its structure. Shapes come first: the checksum
+        walks every value, aliases expanded.
 
         Raises:
             CheckpointError: not a gancr checkpoint, corrupt, or of a newer layout; the message names ``path``.
         """
         if not isinstance(data, dict) or "models" not in data or "step" not in data:
             raise CheckpointError(f"{path} is not a gancr checkpoint (no models/step)")
-        if depth(data.get("spec"), MAX_DEPTH) > MAX_DEPTH:
-            raise CheckpointError(
-                f"{path}: its stored spec nests more than {MAX_DEPTH} levels deep; not a spec gancr wrote")
+        found = overrun(data.get("spec"))
+        if found is not None:
+            raise CheckpointError(f"{path}: its stored spec {_place(found, 'spec')}; not a spec gancr wrote")
+        found = overrun(data)
+        if found is not None:
+            raise CheckpointError(f"{path}: its content {_place(found)}; not a file gancr wrote")
         data = dict(data)
         if "checksum" in data:
             _verify(path, data.pop("checksum"), checksum(data))
@@ -168,6 +174,12 @@ def _split_trio_state(models: dict[str, Any], path: str | os.PathLike[str]) -> d
                                   f"{', '.join(NETS)})")
         nets[name][rest] = value
     return nets
+
+
+def _place(found: Overrun, top: str = "") -> str:
+    """``nests more than 64 levels deep (at spec.model...)``: the limit a file's data passes, and where."""
+    where = ".".join(p for p in (top, found.where()) if p)
+    return found.describe() + (f" (at {where})" if where else "")
 
 
 def _verify(path: str | os.PathLike[str], stored: Any, actual: str) -> None:
@@ -285,9 +297,12 @@ class InferenceWeights:
         if "checksum" in metadata:
             _verify(path, metadata["checksum"], _generator_checksum(tensors, metadata))
         meta: dict[str, Any] = {key: _json_value(value) for key, value in metadata.items()}
-        if depth(meta, MAX_DEPTH) > MAX_DEPTH or meta["spec"] is None:
+        if meta["spec"] is None:  # JSON too deep for the parser
             raise CheckpointError(
                 f"{path}: its metadata nests more than {MAX_DEPTH} levels deep; not a file gancr wrote")
+        found = overrun(meta)  # the limits of any spec
+        if found is not None:
+            raise CheckpointError(f"{path}: its metadata {_place(found)}; not a file gancr wrote")
         sections = {s: {k[len(s) + 1:]: v for k, v in tensors.items() if k.startswith(f"{s}/")}
                     for s in _GENERATOR_SECTIONS}
         step = meta.get("step")
