@@ -53,6 +53,37 @@ def _nested(levels: int) -> Any:
     return value
 
 
+def _laughs(levels: int, width: int = 10) -> list:
+    """A "billion laughs" as data: each level a list of ``width`` references to the one below (pickled once each)."""
+    value: list = ["lol"] * width
+    for _ in range(levels):
+        value = [value] * width
+    return value
+
+
+def _laughs_yaml(indent: str = "", keys: str | None = None, levels: int = 9) -> str:
+    """A YAML "billion laughs": ``levels`` anchors, each a list of ten aliases of the one before
+    (10^levels values once expanded); as top-level keys ``a``, ``b``, ... or as list items."""
+    lines = []
+    for i in range(levels):
+        items = ", ".join(["lol"] * 10 if i == 0 else [f"*{_anchor(keys, i - 1)}"] * 10)
+        head = f"{keys[i]}: " if keys else "- "
+        lines.append(f"{indent}{head}&{_anchor(keys, i)} [{items}]")
+    return "\n".join(lines) + "\n"
+
+
+def _anchor(keys: str | None, i: int) -> str:
+    return keys[i] if keys else f"l{i}"
+
+
+def _nested_diffaug(levels: int) -> dict:
+    """A discriminator: diffaug around diffaug ... ``levels`` deep, around a small PatchGAN."""
+    d: dict = {"name": "patchgan", "layers": 2, "width": 8}
+    for _ in range(levels):
+        d = {"name": "diffaug", "policy": ["translation"], "inner": d}
+    return d
+
+
 def _newest_checkpoint(assets: Path) -> Path:
     return RunDir(assets / "run").checkpoints()[-1][1]
 
@@ -156,6 +187,15 @@ MAKERS: dict[str, Maker] = {
     "ckpt_spec_dev_zero": lambda a, p: _save_checkpoint_with(a, p, spec="/dev/zero"),
     "ckpt_spec_list": lambda a, p: _save_checkpoint_with(a, p, spec=[1, 2, 3]),
     "ckpt_spec_deep": lambda a, p: _save_checkpoint_with(a, p, spec={"description": _nested(5000)}),
+    # an alias bomb of 10^6 values (the checksum, recomputed after the edit, walks every one)
+    "ckpt_spec_alias_bomb": lambda a, p: _save_checkpoint_with(
+        a, p, spec={**_checkpoint_state(a)["spec"], "description": [["lol"] * 1000] * 1000}),
+    # 10^9 values, and no checksum (as a file of gancr 0.1)
+    "ckpt_spec_billion_laughs": lambda a, p: torch.save(
+        {**_checkpoint_state(a), "spec": {**_checkpoint_state(a)["spec"], "requires": _laughs(8)}}, p),
+    # outside the spec, with the checksum of the file before (its walk would never end)
+    "ckpt_alias_bomb_outside_spec": lambda a, p: torch.save(
+        {**torch.load(_newest_checkpoint(a), weights_only=True), "rng": {"x": _laughs(8)}}, p),
     "ckpt_spec_unknown_encoder": lambda a, p: _save_checkpoint_with(
         a, p, spec={**_checkpoint_state(a)["spec"], "model": {"generator": {"encoder": {"name": "nope"}}}}),
     # -- generator files that are damaged or lie
@@ -165,6 +205,8 @@ MAKERS: dict[str, Maker] = {
     "gen_spec_not_json": lambda a, p: _save_generator_with(a, p, spec="{model: "),
     "gen_spec_deep": lambda a, p: _save_generator_with(a, p, spec="[" * 5000 + "]" * 5000),
     "gen_spec_deep_dict": lambda a, p: _save_generator_with(a, p, spec='{"a":' * 3000 + "1" + "}" * 3000),
+    "gen_spec_many_values": lambda a, p: _save_generator_with(a, p, spec=_spec_of_gen(
+        a, lambda s: s.update(description=[0] * 1_100_000))),
     "gen_no_format": lambda a, p: _save_generator_with(a, p, format="something else"),
     "gen_spec_infinite_lr": lambda a, p: _save_generator_with(a, p, spec=_spec_of_gen(
         a, lambda s: s["training"]["optimizer"]["lr"].update(generator=float("inf")))),
@@ -221,6 +263,12 @@ MAKERS: dict[str, Maker] = {
     "spec_json_nan": lambda a, p: p.write_text('{"training": {"optimizer": {"lr": {"generator": NaN}}}}', encoding="utf-8"),
     "spec_binary": lambda a, p: p.write_bytes(b"\xff\xfe\x00\x81" * 100),
     "spec_many_requires": lambda a, p: p.write_text(json.dumps({"requires": ["gancr-x"] * 300000}), encoding="utf-8"),
+    "spec_alias_bomb": lambda a, p: p.write_text(_laughs_yaml(keys="abcdefghi"), encoding="utf-8"),
+    "spec_alias_bomb_requires": lambda a, p: p.write_text("requires:\n" + _laughs_yaml("  "), encoding="utf-8"),
+    "spec_alias_cycle": lambda a, p: p.write_text("training: {seed: 1}\ndescription: &x [1, *x]\n", encoding="utf-8"),
+    "spec_diffaug_10": lambda a, p: _spec_with(a, p, _set("model.discriminator", _nested_diffaug(10))),
+    "spec_diffaug_40": lambda a, p: _spec_with(a, p, _set("model.discriminator", _nested_diffaug(40))),
+    "spec_diffaug_200": lambda a, p: _spec_with(a, p, _set("model.discriminator", _nested_diffaug(200))),
     "spec_inf_yaml": lambda a, p: _spec_with(a, p, _set("training.optimizer.lr", {"generator": float("inf")})),
     "spec_evil_weights": lambda a, p: (MAKERS["code_pickle"](a, p.parent / "evil.pt"),
                                        _spec_with(a, p, _set("model.generator.encoder",
@@ -248,6 +296,7 @@ MAKERS: dict[str, Maker] = {
         '{"step": 1, "stage": "x", "loss/generator": "high"}', '{"step": "two"}', '[1, 2]', '{"step": 3, "stage": NaN}',
         '{"step": 4, "loss/style": 1e999, "images_per_s": true, "time": 10000000000000000000000000000}',
         '{"step": 5, "stage": 99999, "loss/generator": -1e308}', "{" * 3000, '{"step": 6, "loss/generator": 0.5}'])),
+    "run_spec_alias_bomb": lambda a, p: _run_with(a, p, spec_yaml="training:\n  stages:\n" + _laughs_yaml("    ")),
     "run_metrics_empty": lambda a, p: _run_with(a, p, metrics_jsonl=""),
     "run_without_metrics": lambda a, p: (_run_with(a, p), (p / "metrics.jsonl").unlink()),
 }

@@ -2,12 +2,12 @@
 
 Each row is a real ``gancr`` command on real files: bad specs, bad images, bad paths and
 hostile files (pickles that would run code, safetensors with malformed or huge headers,
-deeply nested metadata, exported models in the wrong place). Each asserts the exit code
-(2: refused), a substring of the message that names the culprit, no traceback, a message of
-one paragraph, and that nothing was written or lost that should not be: the shared good
-files (a trained run, photos, a spec, exported models) keep their bytes, outputs of a
-refused command do not appear, and no code ran (the marker file a hostile pickle would
-create is absent).
+deeply nested metadata, YAML alias bombs, exported models in the wrong place). Each asserts
+the exit code (2: refused), a substring of the message that names the culprit, no
+traceback, a message of one paragraph, that it ended in time (rows with ``seconds``), and
+that nothing was written or lost that should not be: the shared good files (a trained run,
+photos, a spec, exported models) keep their bytes, outputs of a refused command do not
+appear, and no code ran (the marker file a hostile pickle would create is absent).
 
 To add a row, append a :class:`Case` to :data:`CASES`: the command (``{placeholders}`` name
 the shared files and the row's own folder), the message, and any bad file it needs from
@@ -23,18 +23,22 @@ exported models, ``{tmp}`` the row's own folder, ``{denied}`` a place not even r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+import gancr
 from gancr.storage import RunDir
 from gancr.training import Trainer
 
@@ -56,6 +60,9 @@ class Case:
         files: bad files to make first, ``{name in the row's folder: maker}``.
         absent: paths that must not exist afterwards (outputs of a refused command).
         subprocess: run the installed ``gancr`` in a subprocess instead of in this process.
+        seconds: the command must end within this many seconds (for inputs that once made it
+            hang: the row fails when the time is up, instead of the suite never ending).
+        needs: a component the row uses, ``kind:name``; the row is skipped where no plugin provides it.
     """
 
     id: str
@@ -65,6 +72,8 @@ class Case:
     files: dict[str, str] = field(default_factory=dict)
     absent: tuple[str, ...] = ()
     subprocess: bool = False
+    seconds: float | None = None
+    needs: str = ""
 
 
 def C(id: str, argv: str, message: str | tuple[str, ...], **kw) -> Case:  # noqa: N802 - a row, as a table reads
@@ -179,6 +188,47 @@ CASES += [
 ]
 
 # ----------------------------------------------------------------------------------------
+# hostile shapes: YAML alias bombs (a few lines, 10^9 values once expanded), aliases inside
+# their own anchor, components nested deep; each ends within seconds, refused or built
+# ----------------------------------------------------------------------------------------
+
+QUICK = 15  # seconds: these inputs once made gancr hang, or take minutes
+LAUGHS = ",".join(["&l0\0[lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]"]  # a --set value: nine levels, 10^9 values
+                   + [f"&l{i}\0[{','.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)])
+VALUES = "holds more than 1,000,000 values"
+CASES += [
+    C("validate an alias bomb at the top", "validate {tmp}/bad.yaml", (f"f: the spec {VALUES}", "the anchor &f (line 6"),
+      files={"bad.yaml": "spec_alias_bomb"}, seconds=QUICK),
+    C("validate an alias bomb in requires", "validate {tmp}/bad.yaml", (f"requires.5: the spec {VALUES}", "&l5 (line 7"),
+      files={"bad.yaml": "spec_alias_bomb_requires"}, seconds=QUICK),
+    C("train an alias bomb in requires", "train {tmp}/bad.yaml --out {tmp}/run", f"requires.5: the spec {VALUES}",
+      files={"bad.yaml": "spec_alias_bomb_requires"}, absent=("{tmp}/run",), seconds=QUICK),
+    C("validate an alias inside its own anchor", "validate {tmp}/bad.yaml", "description.1: the spec holds itself",
+      files={"bad.yaml": "spec_alias_cycle"}, seconds=QUICK),
+    C("validate --set an alias bomb", "validate {spec} --set requires=[" + LAUGHS + "]",
+      (f"requires.5: the value of --set {VALUES}", "the anchor &l5 (line 1"), seconds=QUICK),
+    C("train --set an alias bomb", "train {spec} --out {tmp}/run --set description=[" + LAUGHS + "]",
+      f"description.5: the value of --set {VALUES}", absent=("{tmp}/run",), seconds=QUICK),
+    C("validate --set an alias inside its own anchor", "validate {spec} --set training.stages=&s\0[*s]",
+      "training.stages.0: the value of --set holds itself", seconds=QUICK),
+    C("validate --set a value nested 100 levels deep", "validate {spec} --set description=" + "[" * 100 + "]" * 100,
+      "description.0.0.0.0.0.0.0 ... 56 more ... 0: the value of --set nests more than 64 levels deep", seconds=QUICK),
+    C("validate --set a value nested 5000 levels deep", "validate {spec} --set description=" + "[" * 5000 + "]" * 5000,
+      "description: cannot parse the value: it nests too deeply", seconds=QUICK),
+    C("validate diffaug nested 10 deep", "validate {tmp}/s.yaml", "", code=0, files={"s.yaml": "spec_diffaug_10"},
+      seconds=QUICK, needs="discriminator:diffaug"),
+    C("validate diffaug nested 40 deep", "validate {tmp}/s.yaml", "", code=0, files={"s.yaml": "spec_diffaug_40"},
+      seconds=QUICK, needs="discriminator:diffaug"),
+    C("train diffaug nested 40 deep", "train {tmp}/s.yaml --out {tmp}/run --quiet --max-steps 1", "", code=0,
+      files={"s.yaml": "spec_diffaug_40"}, seconds=QUICK, needs="discriminator:diffaug"),
+    C("validate diffaug nested 200 deep", "validate {tmp}/s.yaml",
+      "model.discriminator.inner.inner.inner.inner.inner ... 56 more ... inner: the spec nests more than 64 levels deep",
+      files={"s.yaml": "spec_diffaug_200"}, seconds=QUICK, needs="discriminator:diffaug"),
+    C("train diffaug nested 200 deep", "train {tmp}/s.yaml --out {tmp}/run --quiet", "nests more than 64 levels deep",
+      files={"s.yaml": "spec_diffaug_200"}, absent=("{tmp}/run",), seconds=QUICK, needs="discriminator:diffaug"),
+]
+
+# ----------------------------------------------------------------------------------------
 # bad paths: every output is checked before any work
 # ----------------------------------------------------------------------------------------
 
@@ -285,10 +335,16 @@ HOSTILE = [
     ("model.onnx", "onnx_renamed", "is an ONNX model (what `gancr export --format onnx` writes), not a run"),
     ("model.safetensors", "onnx_renamed", "is an ONNX model"),
     ("model.pt", "torchscript_renamed", "is a TorchScript model (what `gancr export --format torchscript` writes)"),
+    # alias bombs: held to the limits of any spec before the checksum walks them, valid checksum or not
+    ("bomb.pt", "ckpt_spec_alias_bomb", f"its stored spec {VALUES}"),
+    ("laughs.pt", "ckpt_spec_billion_laughs", f"its stored spec {VALUES}"),
+    ("rng.pt", "ckpt_alias_bomb_outside_spec", f"its content {VALUES}"),
+    ("values.safetensors", "gen_spec_many_values", f"its metadata {VALUES}"),
 ]
+QUICK_MAKERS = {"ckpt_spec_alias_bomb", "ckpt_spec_billion_laughs", "ckpt_alias_bomb_outside_spec", "gen_spec_many_values"}
 for name, maker, message in HOSTILE:
     CASES.append(C(f"stylize --checkpoint {name} ({maker})", STYLIZE % name, message, files={name: maker},
-                   absent=("{tmp}/out",)))
+                   absent=("{tmp}/out",), seconds=QUICK if maker in QUICK_MAKERS else None))
 for name, maker, message in HOSTILE[::3]:  # every third again through export and eval: the same reader
     CASES.append(C(f"export --checkpoint {name} ({maker})", EXPORT % name, message, files={name: maker},
                    absent=("{tmp}/g.onnx",)))
@@ -332,6 +388,8 @@ CASES += [
       files={"r": "run_metrics_odd"}),
     C("report a run with no logged steps", "report {tmp}/r --out {tmp}/r.html", "has no logged steps yet",
       files={"r": "run_metrics_empty"}, absent=("{tmp}/r.html",)),
+    C("report a run whose spec.yaml is an alias bomb", "report {tmp}/r --out {tmp}/r.html", "", code=0,
+      files={"r": "run_spec_alias_bomb"}, seconds=QUICK),
     C("report a folder without metrics", "report {tmp}/r --out {tmp}/r.html", "has no metrics.jsonl",
       files={"r": "run_without_metrics"}, absent=("{tmp}/r.html",)),
     C("report a folder that does not exist", "report {tmp}/nowhere", "no run directory"),
@@ -346,6 +404,10 @@ CASES += [
       files={"evil.pt": "code_pickle"}, absent=("{tmp}/out",), subprocess=True),
     C("(subprocess) validate a spec nested 5000 levels deep", "validate {tmp}/bad.yaml", "nests",
       files={"bad.yaml": "spec_deep"}, subprocess=True),
+    C("(subprocess) validate an alias bomb at the top", "validate {tmp}/bad.yaml", f"f: the spec {VALUES}",
+      files={"bad.yaml": "spec_alias_bomb"}, subprocess=True, seconds=QUICK),
+    C("(subprocess) validate diffaug nested 40 deep", "validate {tmp}/s.yaml", "", code=0,
+      files={"s.yaml": "spec_diffaug_40"}, subprocess=True, seconds=QUICK, needs="discriminator:diffaug"),
     C("(subprocess) train --max-steps -1", "train {spec} --out {tmp}/run --max-steps -1", "must be at least 1",
       absent=("{tmp}/run",), subprocess=True),
     C("(subprocess) stylize into its own input folder", "stylize {photos} --checkpoint {run} --out {photos}",
@@ -393,11 +455,45 @@ def _fill(text: str, places: dict[str, str]) -> str:
     return text.replace("\0", " ")
 
 
+class _TooSlow(BaseException):
+    """Raised in this process when a row's time is up (a BaseException: nothing in gancr catches it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Within the block, a ``SIGALRM`` after ``seconds`` raises :class:`_TooSlow` (no limit: None)."""
+    if seconds is None:
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise _TooSlow
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _run(case: Case, argv: list[str], tmp: Path) -> tuple[int, str]:
     if case.subprocess:
-        proc = subprocess.run([*gancr_command(), *argv], env=subprocess_env(), capture_output=True, text=True,
-                              timeout=120, cwd=tmp)
+        try:
+            proc = subprocess.run([*gancr_command(), *argv], env=subprocess_env(), capture_output=True, text=True,
+                                  timeout=case.seconds or 120, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"gancr {' '.join(argv)[:200]} was still running after {case.seconds or 120} s")
         return proc.returncode, proc.stderr
+    try:
+        with _deadline(case.seconds):
+            return _run_here(argv)
+    except _TooSlow:
+        pytest.fail(f"gancr {' '.join(argv)[:200]} was still running after {case.seconds} s")
+
+
+def _run_here(argv: list[str]) -> tuple[int, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         # shown on stderr, as a terminal shows them (pytest would otherwise record them)
@@ -409,6 +505,8 @@ def _run(case: Case, argv: list[str], tmp: Path) -> tuple[int, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_fault(case: Case, assets: Path, tmp_path: Path) -> None:
+    if case.needs and gancr.get_registry().lookup(*case.needs.split(":")) is None:
+        pytest.skip(f"no plugin provides {case.needs} here")
     places = _places(assets, tmp_path)
     if "{denied}" in " ".join(case.argv) and os.access("/sys", os.W_OK) and _sys_writable():
         pytest.skip("/sys is writable here")
