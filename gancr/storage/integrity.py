@@ -129,7 +129,7 @@ class Overrun:
         if self.limit == "values":
             return (f"holds more than {self.bound:,} values, the limit (each use of a shared value, "
                     "such as a YAML alias, counts as a copy of it)")
-        return "holds itself (a YAML alias inside the anchor it names), so it never ends"
+        return "holds itself (like a YAML alias inside its own anchor), so it has no end"
 
     def where(self, most: int = 8) -> str:
         """The path as a spec names it (``model.discriminator.inner``), its middle elided when long."""
