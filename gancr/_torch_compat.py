@@ -12,6 +12,8 @@ fails and names it; the rest of gancr imports them from here only.
 - ``torch.utils._python_dispatch.TorchDispatchMode``: counts the operators of a step.
 - ``torch._dynamo.config.disable``: runs compiled modules eagerly (for FLOP counts).
 - ``_BatchNorm`` and ``_InstanceNorm``: the base classes of torch's batch and instance norms.
+- ``Tensor._version``: the counter of in-place changes to a tensor (a frozen encoder's
+  :class:`~gancr.components.base.FeatureMemo` reuses features only for an unchanged input).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = [
     "flatten_dense_tensors",
     "unflatten_dense_tensors",
     "dynamo_disabled",
+    "tensor_version",
+    "autocast_state",
 ]
 
 #: Base class of BatchNorm1d/2d/3d and SyncBatchNorm.
@@ -103,3 +107,22 @@ def dynamo_disabled() -> Iterator[None]:
         yield
     finally:
         torch._dynamo.config.disable = previous
+
+
+def tensor_version(t: Tensor) -> int:
+    """How many times ``t`` (or a view of its storage) was changed in place."""
+    return int(t._version)
+
+
+def autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
+    """Whether autocast is on for ``device_type`` (``"cpu"``, ``"cuda"``), and its dtype."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        enabled = torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+    if not enabled:
+        return False, None
+    try:
+        return True, torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        return True, torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()

@@ -63,6 +63,16 @@ def build_component(kind: str, spec: Any, *, registry: Registry | None = None, *
     params = validate_component(kind, spec, registry=registry)
     entry = registry.get(kind, params.name)
     kwargs = {k: getattr(params, k) for k in entry.params.model_fields}
+    pool, key = _SHARED.get(), _share_key(kind, params)
+    if pool is not None and key is not None and not _ON_META.get():
+        if key not in pool:
+            pool[key] = _build(kind, params, entry, kwargs, build_args)
+        return pool[key]
+    return _build(kind, params, entry, kwargs, build_args)
+
+
+def _build(kind: str, params: Any, entry: Any, kwargs: dict[str, Any], build_args: dict[str, Any]) -> Any:
+    """Call a validated component's factory (its memory checked first); errors name the component."""
     measured = _MEASURED.get()
     if kind in _MODEL_KINDS and not measured:
         measured = _check_memory(kind, params, lambda: entry.factory(**kwargs, **build_args))
@@ -91,6 +101,19 @@ _MODEL_KINDS = ("encoder", "neck", "decoder", "discriminator")
 #: measured again: each would rebuild its own inner parts twice (on meta, then for real), so a
 #: component nested N deep would be built 2^N times.
 _MEASURED: ContextVar[bool] = ContextVar("gancr_part_measured", default=False)
+#: True while a part is built on the meta device (to measure it): nothing built then is shared.
+_ON_META: ContextVar[bool] = ContextVar("gancr_part_on_meta", default=False)
+#: Frozen encoders built so far by :func:`build_losses`, by their validated spec (see :func:`_share_key`).
+_SHARED: ContextVar[dict[str, Any] | None] = ContextVar("gancr_shared_encoders", default=None)
+
+
+def _share_key(kind: str, params: Any) -> str | None:
+    """What makes two encoders the same fixed function: their validated spec, ``freeze: true``
+    included (a frozen encoder never changes, so one instance can serve a generator, a content
+    net and every loss that names it alike); None for anything else."""
+    if kind != "encoder" or getattr(params, "freeze", False) is not True:
+        return None
+    return params.model_dump_json()
 
 
 def _check_memory(kind: str, params: Any, factory: Any) -> bool:
@@ -103,6 +126,7 @@ def _check_memory(kind: str, params: Any, factory: Any) -> bool:
     if getattr(params, "pretrained", False) or getattr(params, "weights", None):
         return False
     token = _MEASURED.set(True)  # its nested parts are on meta too, and counted in its size
+    on_meta = _ON_META.set(True)
     try:
         with warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")
@@ -110,6 +134,7 @@ def _check_memory(kind: str, params: Any, factory: Any) -> bool:
     except Exception:  # noqa: BLE001 - a part that cannot be built on meta is built for real below
         return False
     finally:
+        _ON_META.reset(on_meta)
         _MEASURED.reset(token)
     if not isinstance(module, nn.Module):
         return False
@@ -279,15 +304,36 @@ def build(spec: Spec | Mapping[str, Any] | str | Any) -> Trio:
     return Trio(generator, content_net, discriminator, spec)
 
 
-def build_losses(spec: Spec) -> Losses:
+def build_losses(spec: Spec, trio: Trio | None = None) -> Losses:
     """Build the spec's content and style losses and its balancer.
 
     The content net's reconstruction uses the content losses that work on pixels (those
     with ``reconstruction = True``), or L1 when none does. Every term is labelled with its
     list and its component's name (:class:`~gancr.trio.LossTerm`).
+
+    Encoders with ``freeze: true`` that are specified alike are built once and shared: by the
+    losses, and with ``trio``'s generator and content net when it is given. With the frozen
+    encoder's :class:`~gancr.components.base.FeatureMemo`, a step then computes each image's
+    features once, however many parts use them.
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    pool: dict[str, Any] = {}
+    if trio is not None:
+        encoders = [(spec.model.generator.encoder, trio.generator.encoder)]
+        if not spec.model.content_net.share_encoder:
+            encoders.append((spec.model.content_net.encoder, trio.content_net.encoder))
+        for params, module in encoders:
+            if (key := _share_key("encoder", params)) is not None:
+                pool.setdefault(key, module)
+    token = _SHARED.set(pool)
+    try:
+        return _build_losses(spec)
+    finally:
+        _SHARED.reset(token)
+
+
+def _build_losses(spec: Spec) -> Losses:
     names = _unique_names([item.name for item in spec.losses.content])
     content = [LossTerm(item.weight, build_component("content_loss", item), f"content/{name}")
                for item, name in zip(spec.losses.content, names)]

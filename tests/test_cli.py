@@ -121,7 +121,7 @@ def test_describe_shows_parameters_defaults_and_doc(capsys):
 def test_describe_an_unknown_component(capsys):
     code, out, err = run(capsys, "describe", "encoder", "vgg91")
     assert code == 2 and out == ""
-    assert "gancr describe: error: unknown encoder 'vgg91'. Did you mean 'vgg19'?" in err
+    assert "gancr describe: error: unknown encoder 'vgg91'. Did you mean 'vgg19', 'vgg16'?" in err
     assert "Traceback" not in err
 
 
@@ -152,7 +152,7 @@ def test_validate_a_bad_spec_gives_the_errors_by_path(capsys, tmp_path):
     code, out, err = run(capsys, "validate", str(bad))
     assert code == 2 and out == ""
     assert err.startswith(f"gancr validate: 3 errors in spec in {bad}:")
-    assert "  model.generator.encoder: unknown encoder 'vgg91'. Did you mean 'vgg19'?" in err
+    assert "  model.generator.encoder: unknown encoder 'vgg91'. Did you mean 'vgg19', 'vgg16'?" in err
     assert "  model.generator.neck.blocks: Input should be a valid integer" in err
     assert "  training.batch_sise: unknown field (did you mean 'batch_size'?)" in err
     assert "Traceback" not in err

@@ -504,7 +504,7 @@ def test_all_is_complete():
     import importlib
 
     defined = set()
-    for name in ("content", "style", "features", "inception", "lpips"):
+    for name in ("content", "style", "features", "inception", "lpips", "hed"):
         module = importlib.import_module(f"{M.__name__}.{name}")
         defined |= {
             n

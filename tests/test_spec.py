@@ -131,7 +131,7 @@ def test_unknown_component_names_list_close_matches_and_plugins():
     errors = errors_of({"model": {"generator": {"encoder": {"name": "vgg91"}, "decoder": {"name": "unte"}}}})
     encoders = ", ".join(get_registry().list("encoder"))
     assert errors["model.generator.encoder"] == (
-        f"unknown encoder 'vgg91'. Did you mean 'vgg19'? Known: {encoders}. "
+        f"unknown encoder 'vgg91'. Did you mean 'vgg19', 'vgg16'? Known: {encoders}. "
         f"Plugins loaded: {', '.join(get_registry().plugins)}."
     )
     assert "Did you mean 'unet'?" in errors["model.generator.decoder"]
@@ -221,7 +221,7 @@ def test_nested_slots_are_validated_with_paths():
         "style": [{"name": "lsgan"}, {"name": "gram", "encoder": {"name": "vgg91"}}],
     }})
     assert "'relu1_1'" in errors["losses.content.1.encoder.layer"]
-    assert errors["losses.style.1.encoder"].startswith("unknown encoder 'vgg91'. Did you mean 'vgg19'?")
+    assert errors["losses.style.1.encoder"].startswith("unknown encoder 'vgg91'. Did you mean 'vgg19', 'vgg16'?")
     # and a valid nested slot is bound to the component's own model, defaults filled in
     spec = gancr.load_spec({"losses": {"content": [{"name": "perceptual", "encoder": {"name": "conv"}}]}})
     assert spec.losses.content[0].encoder.widths == [32, 64, 128]

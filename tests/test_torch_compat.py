@@ -89,3 +89,21 @@ def test_norm_base_classes_cover_torchs_norms():
     for norm in (nn.InstanceNorm1d(2), nn.InstanceNorm2d(2), nn.InstanceNorm3d(2)):
         assert isinstance(norm, compat.InstanceNormBase), type(norm)
     assert not isinstance(nn.InstanceNorm2d(2), compat.BatchNormBase)
+
+
+def test_tensor_version_counts_in_place_changes_of_the_storage():
+    x = torch.zeros(3)
+    before = compat.tensor_version(x)
+    x.add_(1)
+    assert compat.tensor_version(x) == before + 1
+    x[:1].mul_(2)  # through a view
+    assert compat.tensor_version(x) == before + 2
+    assert compat.tensor_version(x + 1) == 0
+
+
+def test_autocast_state_says_whether_and_in_which_dtype():
+    assert compat.autocast_state("cpu") == (False, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert compat.autocast_state("cpu") == (True, torch.bfloat16)
+        assert compat.autocast_state("cuda")[0] is False
+    assert compat.autocast_state("cpu") == (False, None)

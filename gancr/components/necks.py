@@ -47,10 +47,15 @@ class ResBlocksParams(ComponentParams):
     in_channels: int | None = Field(
         None, gt=0, description="expected input channels (default: whatever the encoder gives)"
     )
+    width: int | None = Field(
+        None, gt=0, le=8192, description="channels of the blocks: a 3x3 convolution projects the input to "
+        "them first, and the decoder gets them (default: the input's; narrower is cheaper behind a wide encoder)",
+    )
 
 
 class ResBlocks(nn.Module):
-    """``blocks`` residual blocks at the bottleneck: the paper's style generation sub-network.
+    """``blocks`` residual blocks at the bottleneck: the paper's style generation sub-network,
+    ``(B, C, h, w) -> (B, width or C, h, w)``.
 
     Example:
         >>> import torch
@@ -58,13 +63,23 @@ class ResBlocks(nn.Module):
         torch.Size([1, 16, 8, 8])
     """
 
-    def __init__(self, channels: int, blocks: int = 4, norm: str = "instance", in_channels: int | None = None):
+    def __init__(self, channels: int, blocks: int = 4, norm: str = "instance", in_channels: int | None = None,
+                 width: int | None = None):
         super().__init__()
-        self.in_channels = self.out_channels = in_channels or channels
-        self.blocks = nn.Sequential(*(ResBlock(self.in_channels, norm) for _ in range(blocks)))
+        self.in_channels = in_channels or channels
+        self.out_channels = width or self.in_channels
+        self.project: nn.Module = nn.Identity()
+        if self.out_channels != self.in_channels:
+            self.project = nn.Sequential(
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(self.in_channels, self.out_channels, 3, bias=norm != "batch"),
+                norm_layer(norm, self.out_channels),
+                nn.ReLU(inplace=True),
+            )
+        self.blocks = nn.Sequential(*(ResBlock(self.out_channels, norm) for _ in range(blocks)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.blocks(x)
+        return self.blocks(self.project(x))
 
 
 def register(registry: Registry) -> None:

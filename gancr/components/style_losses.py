@@ -7,6 +7,8 @@ multi-scale discriminator every loss is averaged over scales.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -14,6 +16,7 @@ from torch import Tensor
 
 from gancr.components.base import StyleBatch, StyleLoss, as_list, frozen_encoder
 from gancr.metrics.style import gram_matrix
+from gancr.errors import GancrError
 from gancr.registry import ComponentParams, Registry
 from gancr.spec import Slot
 
@@ -131,31 +134,87 @@ class GramParams(ComponentParams):
         description="any registered encoder (frozen); its pretrained weights matter",
     )
     layers: list[str] | None = Field(None, description="feature names to compare (default: all)")
+    normalize: bool = Field(
+        False, description="divide each layer's squared distance by the style Gram's squared norm, so that "
+        "every layer counts alike whatever its feature scale (the remaining style fraction's measure)",
+    )
+    per_image: bool = Field(
+        False, description="compare each output's Gram matrix with the style's (else the batch means)",
+    )
+    target: Literal["batch", "images"] = Field(
+        "batch", description="the style's Gram matrices: of the batch of style crops, or of the style images "
+        "whole, as loaded (data.load_size), computed once before training (Johnson et al.'s target)",
+    )
 
 
 class GramLoss(StyleLoss):
-    """Gram-matrix style loss (Gatys et al. 2016) against the batch of style images.
+    """Gram-matrix style loss (Gatys et al. 2016) against the style images.
 
-    G: ``mean_l ||mean_b Gram(E_l(y)) - mean_b Gram(E_l(s))||^2``; no discriminator side.
+    With ``G_l`` the Gram matrix :func:`~gancr.metrics.style.gram_matrix` of feature ``l`` of
+    the frozen encoder and ``T_l`` the style's (the style batch's mean Gram matrix, or, with
+    ``target: images``, the mean over the whole style images), the generator's loss is
+    ``mean_l d_l`` with ``d_l = ||mean_b G_l(y_b) - T_l||_F^2`` (``per_image``:
+    ``mean_b ||G_l(y_b) - T_l||_F^2``), divided by ``||T_l||_F^2`` when ``normalize``.
+
+    No discriminator side. ``target: images`` needs :meth:`use_style_images` before the first
+    step (the trainer calls it); its targets are buffers, kept in checkpoints.
     """
 
     adversarial = False
 
-    def __init__(self, encoder: object = None, layers: list[str] | None = None):
+    def __init__(self, encoder: object = None, layers: list[str] | None = None, normalize: bool = False,
+                 per_image: bool = False, target: str = "batch"):
         super().__init__()
         from gancr.builder import build_component
 
         built = build_component("encoder", encoder or {"name": "vgg19", "layer": "relu4_1"})
         self.encoder, self.indices = frozen_encoder(built, layers, "style loss 'gram'")
+        self.normalize, self.per_image, self.target = normalize, per_image, target
+        self.needs_style_images = target == "images"
+        if self.needs_style_images:
+            for k, i in enumerate(self.indices):
+                c = self.encoder.feature_info[i].channels
+                self.register_buffer(f"target_{k}", torch.zeros(c, c))
+            self.register_buffer("target_set", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def use_style_images(self, images: list[Tensor]) -> None:
+        """Set the target (``target: images``) to the mean Gram matrices of ``images``, each
+        ``(3, H, W)`` in [0, 1] at any size, one at a time on the encoder's device."""
+        if not images:
+            raise GancrError("style loss 'gram': no style images to take the target from")
+        device = next(iter(self.buffers())).device
+        sums = [torch.zeros_like(getattr(self, f"target_{k}")) for k in range(len(self.indices))]
+        for image in images:
+            feats = self.encoder(image[None].to(device, torch.float32))
+            for k, i in enumerate(self.indices):
+                sums[k] += gram_matrix(feats[i].float())[0]
+        for k, total in enumerate(sums):
+            getattr(self, f"target_{k}").copy_(total / len(images))
+        self.target_set.fill_(True)
+
+    def _targets(self, real: Tensor) -> list[Tensor]:
+        """The style's Gram matrix per compared layer ``(C_l, C_l)``, float32."""
+        if self.needs_style_images:
+            if not bool(self.target_set):
+                raise GancrError("style loss 'gram' with target: images has no target yet: call "
+                                 "use_style_images(images) first (gancr's trainer does)")
+            return [getattr(self, f"target_{k}") for k in range(len(self.indices))]
+        with torch.no_grad():
+            fs = self.encoder(real.detach())
+            return [gram_matrix(fs[i].float()).mean(0) for i in self.indices]
 
     def generator_loss(self, batch: StyleBatch) -> Tensor:
-        with torch.no_grad():
-            fs = self.encoder(batch.real.detach())
+        targets = self._targets(batch.real)
         fy = self.encoder(batch.fake)
-        terms = [
-            (gram_matrix(fy[i].float()).mean(0) - gram_matrix(fs[i].float()).mean(0)).square().sum()
-            for i in self.indices
-        ]
+        terms = []
+        for i, target in zip(self.indices, targets):
+            grams = gram_matrix(fy[i].float())
+            if self.per_image:
+                d = (grams - target).square().sum((1, 2)).mean()
+            else:
+                d = (grams.mean(0) - target).square().sum()
+            terms.append(d / target.square().sum().clamp_min(1e-12) if self.normalize else d)
         return torch.stack(terms).mean()
 
 

@@ -224,6 +224,12 @@ class UnpairedImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.content_paths)
 
+    def style_images(self) -> list[Tensor]:
+        """The style images whole, as loaded (shorter side ``load_size``): ``(3, H, W)`` float32 in
+        [0, 1] each; what a style loss with ``target: images`` takes its statistics from."""
+        cache = self._style_cache or [_load_resized(p, self.load_size) for p in self.style_paths]
+        return [image.float() / 255.0 for image in cache]
+
     def _sample(self, k: int, domain: str, paths: list[Path], cache: list[Tensor] | None) -> Tensor:
         g = _generator(self.seed, k, domain)
         index = _randint(g, len(paths))

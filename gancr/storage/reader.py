@@ -33,7 +33,8 @@ from gancr.storage.integrity import exported_kind, looks_like_safetensors, runs_
 if TYPE_CHECKING:  # torch loads when a file is read, not on import
     from torch import Tensor
 
-__all__ = ["StoredFile", "read_file", "read_state_dict", "safetensors_header", "refusal", "MAX_HEADER"]
+__all__ = ["StoredFile", "read_file", "read_state_dict", "state_dict_of", "safetensors_header", "refusal",
+           "check_memory", "MAX_HEADER"]
 
 #: The longest safetensors header gancr reads (the safetensors library's own limit).
 MAX_HEADER = 100_000_000
@@ -79,7 +80,8 @@ def _refuse_exported(path: Path, what: str) -> None:
         )
 
 
-def _check_memory(path: Path, declared: int, what: str) -> None:
+def check_memory(path: Path, declared: int, what: str) -> None:
+    """Refuse ``path`` when the ``declared`` bytes it unpacks to exceed the free memory."""
     free = available_memory()
     if free is not None and declared > free:
         raise CheckpointError(
@@ -127,7 +129,7 @@ def _declared_bytes(header: dict[str, Any]) -> int:
 def _read_safetensors(path: Path, what: str) -> StoredFile:
     from safetensors import SafetensorError, safe_open
 
-    _check_memory(path, _declared_bytes(safetensors_header(path, what)), what)  # before anything is mapped
+    check_memory(path, _declared_bytes(safetensors_header(path, what)), what)  # before anything is mapped
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
@@ -154,7 +156,7 @@ def _torch_declared_bytes(path: Path) -> int:
 def _read_torch(path: Path, what: str, map_location: Any) -> StoredFile:
     import torch
 
-    _check_memory(path, _torch_declared_bytes(path), what)
+    check_memory(path, _torch_declared_bytes(path), what)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except (MemoryError, RecursionError) as exc:
@@ -200,9 +202,17 @@ def read_state_dict(path: str | os.PathLike[str], what: str = "weights") -> dict
         CheckpointError: see :func:`read_file`; or the file holds something else than a mapping
             of names to tensors.
     """
+    return state_dict_of(read_file(path, what), what)
+
+
+def state_dict_of(stored: StoredFile, what: str = "weights") -> dict[str, Tensor]:
+    """The state dict a file :func:`read_file` read holds (unwrapped from ``state_dict`` or ``model``).
+
+    Raises:
+        CheckpointError: the file holds something else than a mapping of names to tensors.
+    """
     import torch
 
-    stored = read_file(path, what)
     data = stored.data
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):

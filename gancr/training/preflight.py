@@ -15,7 +15,7 @@ from typing import Any
 
 from gancr.errors import GancrError
 
-__all__ = ["Check", "Preflight", "preflight", "check_content_net_use", "weights_files", "NOT_CHECKED"]
+__all__ = ["Check", "Preflight", "preflight", "check_content_net_use", "check_weights", "weights_files", "NOT_CHECKED"]
 
 #: What a preflight does not check, in plain words (``gancr validate`` prints it).
 NOT_CHECKED = (
@@ -74,6 +74,33 @@ def weights_files(data: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from weights_files(value, f"{path}.{i}")
 
 
+def check_weights(data: Any) -> str:
+    """Check every ``weights:`` of a spec's data without reading them: a named pretrained source
+    (``weights: hed``) is installed, a file exists (and a ``.h5`` has its reader). Returns what
+    was named.
+
+    Raises:
+        GancrError: each missing source or file, with its place and how to install or find it.
+    """
+    from gancr.storage.hed import hed_missing
+    from gancr.storage.pretrained import get_source, sources
+
+    problems, named = [], []
+    for where, value in weights_files(data):
+        named.append(value)
+        if value in sources():
+            why = get_source(value).missing() if get_source(value).missing is not None else None
+            if why is not None:
+                problems.append(f"{where}: {why}")
+        elif not Path(value).expanduser().is_file():
+            problems.append(f"{where}: no such file {value}")
+        elif value.lower().endswith(".h5") and (why := hed_missing(file=False)) is not None:
+            problems.append(f"{where}: {why}")
+    if problems:
+        raise GancrError("; ".join(problems))
+    return _listed(named, "none named")
+
+
 def check_content_net_use(spec: Any, losses: Any) -> None:
     """A :class:`GancrError` when content losses use the features of a content net that is not trained."""
     if spec.model.content_net.train:
@@ -107,13 +134,8 @@ def preflight(spec: Any, *, build_models: bool = True) -> Preflight:
 
     report.run("device", device)
 
-    def files() -> str:
-        missing = [f"{where}: no such file {f}" for where, f in weights_files(spec.to_dict()) if not Path(f).expanduser().is_file()]
-        if missing:
-            raise GancrError("; ".join(missing))
-        return _listed([f for _, f in weights_files(spec.to_dict())], "none named")
+    report.run("weights files", lambda: check_weights(spec.to_dict()))
 
-    report.run("weights files", files)
     for domain in ("content", "style"):
         report.run(f"data.{domain}", lambda domain=domain: _source(getattr(spec.data, domain), f"data.{domain}"))
     if build_models:

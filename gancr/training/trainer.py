@@ -160,7 +160,7 @@ class Trainer:
         format, in training mode (every submodule, even one a component built in eval)."""
         t = self.spec.training
         trio: Trio = build(self.spec).to(self.device)
-        losses = build_losses(self.spec)
+        losses = build_losses(self.spec, trio)  # frozen encoders specified alike are shared
         loss_modules = losses.modules().to(self.device)
         if self.dist.enabled:
             if self.device.type == "cuda":
@@ -379,6 +379,7 @@ class Trainer:
         try:
             t = self.spec.training
             check_training_memory(self.trio, self.local_batch, t.image_size, self.device)
+            self._give_style_images()
             status, last_ckpt = self._loop(stop, log)
             if status == "finished" and self.step < self.total_steps:
                 status = "max_steps"
@@ -397,6 +398,18 @@ class Trainer:
             log.close()
         return FitResult(self.step, status, self.out_dir, last_ckpt, generator_path,
                          signals.received if status == "interrupted" else None)
+
+    def _give_style_images(self) -> None:
+        """Hand the style images whole to the style losses that take their statistics from them."""
+        takers = [t.loss for t in self.losses.style if getattr(t.loss, "needs_style_images", False)]
+        if not takers:
+            return
+        if not hasattr(self.dataset, "style_images"):
+            raise GancrError(f"style losses {[type(t).__name__ for t in takers]} need the style images whole, "
+                             "but the dataset given has no style_images() method")
+        images = self.dataset.style_images()
+        for loss in takers:
+            loss.use_style_images(images)
 
     def _loop(self, stop: int, log: MetricsLog) -> tuple[Status, Path | None]:
         """The steps up to ``stop``: returns why they ended and the last checkpoint written."""

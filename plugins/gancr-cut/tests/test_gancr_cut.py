@@ -150,7 +150,7 @@ def test_parameters_are_validated_with_paths():
     with pytest.raises(gancr.SpecError) as exc:
         gancr.load_spec({"losses": {"content": [{"name": "patchnce", "encoder": {"name": "vgg91"}}]}})
     ((path, message),) = exc.value.errors
-    assert path == "losses.content.0.encoder" and "Did you mean 'vgg19'?" in message
+    assert path == "losses.content.0.encoder" and "Did you mean 'vgg19', 'vgg16'?" in message
 
 
 def test_the_docstring_examples_run():

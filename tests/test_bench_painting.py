@@ -1,0 +1,82 @@
+"""``gancr bench painting``: a recipe beside identity and Gatys, scored alike (tiny sizes; the real
+figures come from the benchmark itself, docs/gallery.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gancr.bench.painting import SIZE, GatysSettings, PaintingScorer, gatys
+from gancr.cli import main
+from gancr.data import save_image
+from gancr.storage.hed import hed_missing
+
+pytestmark = pytest.mark.skipif(hed_missing() is not None, reason=str(hed_missing()))
+
+SPEC = """\
+model:
+  generator:
+    encoder: {name: vgg16, weights: hed, layer: relu2_1, freeze: true}
+    neck: {name: identity}
+    decoder: {name: unet, widths: [8], skip_norm: true}
+  content_net: {share_encoder: true}
+  discriminator: {name: patchgan, layers: 1, width: 4}
+losses:
+  content: [{name: content_net, distance: mse, normalize: true}]
+  style: [{name: gram, encoder: {name: vgg16, weights: hed, layer: relu2_1, freeze: true}, normalize: true,
+           per_image: true, target: images}]
+training:
+  stages: [{name: separate, steps: 1}, {name: joint, steps: 2}]
+  batch_size: 2
+  image_size: 32
+"""
+
+
+def _images(folder, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    folder.mkdir()
+    for i in range(n):
+        save_image(torch.rand(3, 40, 48, generator=g), folder / f"{i}.png")
+    return folder
+
+
+def test_gatys_moves_towards_the_style_and_scores_say_so():
+    scorer = PaintingScorer()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 32, 40, generator=g) * 0.2 + 0.4  # a grey, low-contrast photograph
+    painting = torch.rand(1, 3, 40, 32, generator=g)  # a noisy, colourful painting
+    grams = scorer.style_grams(painting)
+    y = gatys(scorer, x, grams, GatysSettings(steps=20, lr=0.05))
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    before, after = scorer.score(x, x, grams), scorer.score(x, y, grams)
+    assert before["style_fraction"] == pytest.approx(1.0) and before["ssim"] == pytest.approx(1.0)
+    assert after["style_fraction"] < 0.9 * before["style_fraction"]  # closer to the painting's statistics
+    assert after["ssim"] < 1.0
+    with pytest.raises(Exception, match="content layer is relu4_1"):
+        gatys(scorer, x, grams, GatysSettings(steps=1, content_layer="relu3_1"))
+
+
+def test_the_benchmark_trains_scores_three_methods_and_writes_the_grid(tmp_path, capsys):
+    photos, holdout = _images(tmp_path / "photos", 3, 0), _images(tmp_path / "holdout", 1, 1)
+    painting = tmp_path / "painting.png"
+    save_image(torch.rand(3, 36, 30, generator=torch.Generator().manual_seed(2)), painting)
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    code = main(["bench", "painting", "--painting", str(painting), "--photos", str(photos), "--holdout", str(holdout),
+                 "--spec", str(tmp_path / "spec.yaml"), "--gatys-steps", "2", "--out", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    assert code == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["photo"], r["method"]) for r in result["rows"]] == [("0", "identity"), ("0", "recipe"), ("0", "gatys")]
+    identity = result["rows"][0]
+    assert identity["style_fraction"] == pytest.approx(1.0) and identity["ssim"] == pytest.approx(1.0)
+    assert identity["hed_f1"] == 1.0 and identity["canny_f1"] == 1.0
+    assert result["training"]["painting"] > 0 and result["gatys"]["steps"] == 2
+    assert set(result["summary"]["goal"]) >= {"fraction_ratio", "ssim_gap", "noisier_than_painting", "met"}
+    grid = tmp_path / "out" / "painting.png"
+    from gancr.data import load_image
+
+    assert load_image(grid).shape == (3, 2 * SIZE, 3 * SIZE)  # the painting's row, one photograph's row
+    assert "| painting | recipe |" in (tmp_path / "r.md").read_text()
+    assert "Recipe / Gatys style fraction" in capsys.readouterr().out
