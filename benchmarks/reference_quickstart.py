@@ -6,7 +6,7 @@ as the generator, no neck (a small receptive field), whose output is added to it
 decoder) trained on reconstruction; a 2-layer spectrally normalised PatchGAN on the
 luminance, with a binomial blur before its stride-2 convolutions; content L1 + 3 x Lab chroma
 L1, style 0.3 x LSGAN; joint weights w_c = W_C, w_g = 1; Adam at 1e-4 (G), 1e-3 (C), 4e-4 (D);
-an EMA of the generator (decay 0.98).
+an EMA of the generator (decay 0.98, warmed up as min(0.98, (1 + n) / (10 + n))).
 ``benchmarks/speed.py`` times it against gancr's trainer in the same process.
 """
 
@@ -137,6 +137,8 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
         g_fwd, c_fwd, d_fwd = (torch.compile(m, mode=mode) for m in (G, C, D))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
+    updates = [0]  # EMA updates so far: the average's decay warms up as TensorFlow's num_updates
+
     def step(x, s):
         if channels_last:
             x, s = x.contiguous(memory_format=torch.channels_last), s.contiguous(memory_format=torch.channels_last)
@@ -153,7 +155,9 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
         opt_g.step()
         opt_c.step()
         with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in G.parameters()], 1 - 0.98)
+            decay = min(0.98, (1 + updates[0]) / (10 + updates[0]))
+            torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in G.parameters()], 1 - decay)
+            updates[0] += 1
         for p in D.parameters():
             p.requires_grad_(True)
         opt_d.zero_grad(set_to_none=True)

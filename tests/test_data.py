@@ -413,6 +413,19 @@ def test_dataset_scales_small_images_up(tmp_path):
     assert x.std() > 0.05  # a real, upscaled image, not padding
 
 
+def test_load_side_longer_puts_every_image_at_one_scale_and_style_images_are_whole(tmp_path):
+    content = _folder(tmp_path, 1, "content", (100, 140))
+    style = _folder(tmp_path, 1, "style", (300, 200))
+    ds = UnpairedImages(content, style, image_size=32, load_size=64, load_side="longer", crop_scale=(0.5, 0.5))
+    assert tuple(ds._content_cache[0].shape) == (3, 46, 64)  # (h, w) = (100, 140) scaled to a longer side of 64
+    assert tuple(ds._style_cache[0].shape) == (3, 64, 43)
+    whole = ds.style_images()
+    assert len(whole) == 1 and whole[0].shape == (3, 64, 43) and whole[0].dtype == torch.float32
+    assert torch.allclose(whole[0], ds._style_cache[0].float() / 255, atol=2 / 255)  # decoded in full, same scale
+    with pytest.raises(ValueError, match="load_side must be 'shorter' or 'longer'"):
+        UnpairedImages(content, style, image_size=32, load_side="wider")
+
+
 def test_dataset_skips_corrupt_files_with_warnings(tmp_path):
     content = _folder(tmp_path, 2, "content")
     (content / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

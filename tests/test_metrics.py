@@ -490,7 +490,8 @@ def test_paired_shape_mismatch(name):
 def test_metric_docs_cover_every_metric():
     expected = {
         "ssim", "psnr", "edge_f1", "sobel_correlation", "lpips", "feature_distance",
-        "gram_distance", "lab_histogram_distance", "kid", "fid", "chroma_energy",
+        "gram_distance", "lab_histogram_distance", "kid", "fid", "chroma_energy", "hed_edge_f1",
+        "relative_gram_distance",
     }  # fmt: skip
     assert set(M.METRIC_DOCS) == expected
     for name, text in M.METRIC_DOCS.items():

@@ -236,7 +236,8 @@ def _plain_step(trainer: Trainer, x: torch.Tensor, s: torch.Tensor) -> tuple[flo
     trainer.optimizers["generator"].step()
     trainer.optimizers["content_net"].step()
     if trainer.ema is not None:
-        decay = 0.0 if trainer.step < t.ema.start_step else t.ema.decay
+        n = trainer.step - t.ema.start_step  # the average's updates so far: its decay warms up
+        decay = 0.0 if n < 0 else min(t.ema.decay, (1 + n) / (10 + n))
         with torch.no_grad():
             for e, p in zip(trainer.ema.module.parameters(), G.parameters()):
                 e.add_((p - e) * (1 - decay))

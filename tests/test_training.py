@@ -366,6 +366,16 @@ def test_loss_components_with_parameters_are_optimised(tmp_path, image_dirs, tes
     assert float(state.losses[_key(trainer, "log_scale")]) == loss.log_scale.item()
 
 
+def test_the_ema_decay_warms_up_so_a_short_run_is_not_its_random_start():
+    from torch import nn
+
+    from gancr.training.history import EMA
+
+    ema = EMA(nn.Linear(2, 2), decay=0.999)
+    assert [round(ema.decay_at(n), 4) for n in (0, 80, 890, 9000)] == [0.1, 0.9, 0.99, 0.999]
+    assert EMA(nn.Linear(2, 2), decay=0.5).decay_at(100) == 0.5
+
+
 def test_ema_differs_from_the_raw_weights(tmp_path, image_dirs):
     trainer = _trainer(tiny_spec(*image_dirs, training={"ema": {"decay": 0.5}}), tmp_path / "run")
     initial = params(trainer.generator)

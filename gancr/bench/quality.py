@@ -86,6 +86,7 @@ QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("content/chroma_noise", "chroma noise", "lower"),
     ("content/ssim", "SSIM(x,G(x))", "higher"),
     ("content/edge_f1", "edge F1", "higher"),
+    ("content/hed_edge_f1", "HED F1", "higher"),
     ("content/sobel_correlation", "Sobel corr", "higher"),
     ("content/perceptual_distance", "perceptual", "lower"),
     ("content/content_net_distance", "content net", "lower"),

@@ -28,12 +28,14 @@ class DataWarning(UserWarning):
     """An image that was skipped (unreadable), and how many were skipped in a source."""
 
 
-def _load_resized(path: Path, load_size: int) -> Tensor:
-    """uint8 (3, h, w) with the shorter side equal to ``load_size`` (antialiased bilinear)."""
-    x = decode_image(path, min_side=load_size)
+def _load_resized(path: Path, load_size: int, side: str = "shorter", draft: bool = True) -> Tensor:
+    """uint8 (3, h, w) with the ``side`` (``"shorter"`` or ``"longer"``) equal to ``load_size``
+    (antialiased bilinear); ``draft`` lets a JPEG decode at a reduced size first."""
+    x = decode_image(path, min_side=load_size if draft and side == "shorter" else None)
     h, w = x.shape[-2:]
-    if min(h, w) != load_size:
-        x = resize(x, scale=load_size / min(h, w))
+    current = min(h, w) if side == "shorter" else max(h, w)
+    if current != load_size:
+        x = resize(x, scale=load_size / current)
     return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
@@ -104,7 +106,9 @@ class UnpairedImages(torch.utils.data.Dataset):
         content: a source of content images (anything :func:`resolve_source` takes).
         style: a source of style images.
         image_size: side ``S`` of the square crops.
-        load_size: shorter side after loading; default ``round(1.125 * image_size)``.
+        load_size: the shorter side after loading (or the longer, ``load_side="longer"``);
+            default ``round(1.125 * image_size)``.
+        load_side: which side ``load_size`` sets: ``"shorter"`` or ``"longer"``.
         crop_scale: range of the crop's area as a fraction of the loaded image.
         flip: flip horizontally with probability 0.5.
         style_hue: rotate the hue of style samples by a uniform fraction of the colour
@@ -133,6 +137,7 @@ class UnpairedImages(torch.utils.data.Dataset):
         *,
         image_size: int,
         load_size: int | None = None,
+        load_side: str = "shorter",
         crop_scale: tuple[float, float] = (0.5, 1.0),
         flip: bool = True,
         style_hue: float = 0.0,
@@ -156,6 +161,9 @@ class UnpairedImages(torch.utils.data.Dataset):
                 f"UnpairedImages: crop_scale must satisfy 0 < low <= high <= 1, got {crop_scale!r}"
             )
         self.crop_scale = (lo, hi)
+        if load_side not in ("shorter", "longer"):
+            raise ValueError(f"UnpairedImages: load_side must be 'shorter' or 'longer', got {load_side!r}")
+        self.load_side = load_side
         self.flip = bool(flip)
         if not 0.0 <= float(style_hue) <= 0.5:
             raise ValueError(f"UnpairedImages: style_hue must be in [0, 0.5], got {style_hue!r}")
@@ -174,7 +182,7 @@ class UnpairedImages(torch.utils.data.Dataset):
 
         def attempt(p: Path) -> Tensor | DataError:
             try:
-                return _load_resized(p, self.load_size)
+                return _load_resized(p, self.load_size, self.load_side)
             except DataError as e:
                 return e
 
@@ -225,15 +233,16 @@ class UnpairedImages(torch.utils.data.Dataset):
         return len(self.content_paths)
 
     def style_images(self) -> list[Tensor]:
-        """The style images whole, as loaded (shorter side ``load_size``): ``(3, H, W)`` float32 in
-        [0, 1] each; what a style loss with ``target: images`` takes its statistics from."""
-        cache = self._style_cache or [_load_resized(p, self.load_size) for p in self.style_paths]
-        return [image.float() / 255.0 for image in cache]
+        """The style images whole at the loading size (``load_size`` on ``load_side``), decoded in
+        full (no JPEG draft): ``(3, H, W)`` float32 in [0, 1] each; what a style loss with
+        ``target: images`` takes its statistics from."""
+        return [_load_resized(p, self.load_size, self.load_side, draft=False).float() / 255.0
+                for p in self.style_paths]
 
     def _sample(self, k: int, domain: str, paths: list[Path], cache: list[Tensor] | None) -> Tensor:
         g = _generator(self.seed, k, domain)
         index = _randint(g, len(paths))
-        image = cache[index] if cache is not None else _load_resized(paths[index], self.load_size)
+        image = cache[index] if cache is not None else _load_resized(paths[index], self.load_size, self.load_side)
         h, w = image.shape[-2:]
         if not self.augment:  # the centred square; DeviceAugment does the rest
             side = min(h, w)

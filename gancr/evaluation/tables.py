@@ -39,6 +39,7 @@ class MetricSpec:
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("content/ssim", "ssim", "higher", "pixels", "SSIM(x, G(x))"),
     MetricSpec("content/edge_f1", "edge_f1", "higher", "pixels", "F1 of Canny edges, x vs G(x)"),
+    MetricSpec("content/hed_edge_f1", "hed_edge_f1", "higher", "hed", "F1 of HED edges, x vs G(x)"),
     MetricSpec("content/sobel_correlation", "sobel_correlation", "higher", "pixels",
                "correlation of Sobel magnitudes, x vs G(x)"),
     MetricSpec("content/perceptual_distance", "lpips", "lower", "perceptual_distance",

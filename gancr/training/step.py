@@ -503,7 +503,8 @@ class TrainingStep:
                     buffer.copy_(saved)
                 return terms, keys, stacked, bad, values
             if c.ema is not None:
-                c.ema.update(c.generator, decay=0.0 if number < self.settings.ema_start else None,
+                start = self.settings.ema_start
+                c.ema.update(c.generator, decay=0.0 if number < start else c.ema.decay_at(number - start),
                              skip=bad if on_device else None)
             if on_device:
                 for buffer, saved in zip(loss_state, saved_state):
