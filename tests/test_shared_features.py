@@ -162,3 +162,19 @@ def test_the_trainer_gives_the_style_images_to_a_gram_loss_that_wants_them(tmp_p
     expected = copy.deepcopy(gram)
     expected.use_style_images(images)
     assert torch.allclose(gram.target_0, expected.target_0)
+
+
+def test_chroma_noise_penalises_only_colour_beyond_the_styles():
+    from gancr.metrics import chroma_energy
+
+    loss = build_component("style_loss", {"name": "chroma_noise"})
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(2, 3, 32, 32).clone()
+    smooth[:, 0] = smooth[:, 0].flip(-1)  # a colour gradient: little high-frequency colour
+    speckled = (smooth + 0.3 * torch.rand(2, 3, 32, 32, generator=g)).clamp(0, 1).requires_grad_(True)
+    assert chroma_energy(speckled.detach()) > 10 * chroma_energy(smooth)
+    assert float(loss.generator_loss(StyleBatch(speckled.detach(), smooth, None))) == 0.0  # smoother than the style
+    value = loss.generator_loss(StyleBatch(smooth, speckled, None))
+    value.backward()
+    assert float(value) > 1 and speckled.grad.abs().sum() > 0
+    assert loss.discriminator_loss(StyleBatch(smooth, speckled, None)) is None and not loss.adversarial

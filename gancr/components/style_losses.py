@@ -20,7 +20,8 @@ from gancr.errors import GancrError
 from gancr.registry import ComponentParams, Registry
 from gancr.spec import Slot
 
-__all__ = ["VanillaGAN", "LSGAN", "HingeGAN", "WGANGP", "R1Penalty", "GramLoss", "gram_matrix", "register"]
+__all__ = ["VanillaGAN", "LSGAN", "HingeGAN", "WGANGP", "R1Penalty", "GramLoss", "ChromaNoiseLoss", "gram_matrix",
+           "register"]
 
 
 def _mean(values: list[Tensor]) -> Tensor:
@@ -218,6 +219,36 @@ class GramLoss(StyleLoss):
         return torch.stack(terms).mean()
 
 
+class ChromaNoiseParams(ComponentParams):
+    ratio: float = Field(
+        1.0, gt=0, le=10, description="the share of the style's high-frequency colour that outputs may have "
+        "before the loss starts (below 1 keeps them under it)",
+    )
+
+
+class ChromaNoiseLoss(StyleLoss):
+    """No more high-frequency colour than the style has: ``mean_b relu(E(y_b) - r E_s) / (E_s + 0.001)``, with
+    ``E`` the chroma energy (:func:`~gancr.metrics.style.chroma_energy`: the Laplacian of Lab's a, b),
+    ``E_s`` the style batch's mean and ``r`` the ``ratio``.
+
+    Zero while an output's colour is as smooth as the style's: it removes colour speckles,
+    stripes and halos that the style does not have, not the style's own. No discriminator side.
+    """
+
+    adversarial = False
+
+    def __init__(self, ratio: float = 1.0):
+        super().__init__()
+        self.ratio = ratio
+
+    def generator_loss(self, batch: StyleBatch) -> Tensor:
+        from gancr.metrics.style import chroma_energies
+
+        with torch.no_grad():
+            style = chroma_energies(batch.real.detach()).mean()
+        return F.relu(chroma_energies(batch.fake) - self.ratio * style).mean() / (style + 1e-3)
+
+
 def register(registry: Registry) -> None:
     registry.register("style_loss", "vanilla", VanillaGAN, aliases=("nonsaturating",))
     registry.register("style_loss", "lsgan", LSGAN)
@@ -225,3 +256,4 @@ def register(registry: Registry) -> None:
     registry.register("style_loss", "wgan_gp", WGANGP, params=WGANGPParams)
     registry.register("style_loss", "r1", R1Penalty, params=R1Params)
     registry.register("style_loss", "gram", GramLoss, params=GramParams)
+    registry.register("style_loss", "chroma_noise", ChromaNoiseLoss, params=ChromaNoiseParams)

@@ -46,6 +46,7 @@ from gancr.metrics.hed import HEDEdges, hed_edge_f1
 from gancr.metrics.inception import FIDInception, fid_inception_file, inception_features, inception_weights_file
 from gancr.metrics.lpips import LPIPS, lpips_backbone_file
 from gancr.metrics.style import (
+    chroma_energies,
     chroma_energy,
     fid,
     gram_distance,
@@ -62,6 +63,7 @@ __all__ = [
     "LPIPS",
     "METRIC_DOCS",
     "chroma_energy",
+    "chroma_energies",
     "WeightsUnavailable",
     "edge_f1",
     "edge_map_f1",

@@ -15,6 +15,7 @@ from gancr.metrics._checks import check_feature_list, check_images, check_reduct
 
 __all__ = [
     "chroma_energy",
+    "chroma_energies",
     "gram_matrix",
     "mean_gram",
     "mean_gram_distance",
@@ -349,12 +350,18 @@ def chroma_energy(images: Tensor, reduction: str = "mean") -> float | Tensor:
         >>> chroma_energy(flat)
         0.0
     """
+    check_images("chroma_energy", images)
+    check_reduction("chroma_energy", reduction)
+    return reduce(chroma_energies(images), reduction)
+
+
+def chroma_energies(images: Tensor) -> Tensor:
+    """:func:`chroma_energy` of each image, ``(B, 3, H, W)`` -> ``(B,)`` float32, without checking
+    the input (no host sync) and differentiable: for losses."""
     from kornia.color import rgb_to_lab
     from kornia.filters import laplacian
 
-    check_images("chroma_energy", images)
-    check_reduction("chroma_energy", reduction)
     ab = rgb_to_lab(images.float().clamp(0, 1))[:, 1:] / 128.0
     lap = laplacian(ab, 3, border_type="reflect", normalized=False)
-    return reduce(lap.square().sum(1).flatten(1).mean(1), reduction)
+    return lap.square().sum(1).flatten(1).mean(1)
 
