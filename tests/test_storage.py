@@ -32,6 +32,7 @@ from gancr.storage import (
 from gancr.storage.integrity import checksum
 from gancr.storage.records import NETS
 from gancr.training import Trainer
+from gancr.training.history import EMA
 
 from trainkit import assert_same_tensors, generator_tensors, image_dirs, tiny_spec  # noqa: F401 - a fixture
 
@@ -84,7 +85,8 @@ def test_a_layout_1_checkpoint_of_gancr_0_1_loads_as_a_record():
 
 
 def test_a_layout_1_checkpoint_of_the_current_trainer_resumes_as_a_straight_run_would(tmp_path, image_dirs):
-    """The file gancr wrote before the record (layout 1, with a checksum) continues bit for bit."""
+    """The file gancr wrote before the record (layout 1, with a checksum) continues bit for bit
+    (its EMA, written with a constant decay, continues with the warm-up's)."""
     old = load_checkpoint(LAYOUT_1)
     assert old.step == 3 and old.ema and old.pool["images"].shape[0] == 2 and set(old.optimizers) == set(NETS)
     spec = tiny_spec(*image_dirs, training=LAYOUT_1_TRAINING)
@@ -97,7 +99,16 @@ def test_a_layout_1_checkpoint_of_the_current_trainer_resumes_as_a_straight_run_
     assert resumed.fit().status == "finished"
     straight = Trainer(spec, tmp_path / "straight", quiet=True)
     straight.fit()
-    assert_same_tensors(generator_tensors(run.generator_file), generator_tensors(straight.run.generator_file))
+    resumed_tensors, straight_tensors = generator_tensors(run.generator_file), generator_tensors(straight.run.generator_file)
+    raw = {k: v for k, v in resumed_tensors.items() if k.startswith("generator/")}
+    assert_same_tensors(raw, {k: v for k, v in straight_tensors.items() if k.startswith("generator/")})
+    # its average was taken with gancr 0.1's constant decay; the last update (number 3) uses the warm-up's
+    ema = EMA(resumed.generator, 0.9)
+    ema.module.load_state_dict(old.ema)
+    on_device = resumed.training_step.skips_on_device()  # the update's arithmetic follows the step's
+    ema.update(resumed.generator, decay=ema.decay_at(3), skip=torch.tensor(False) if on_device else None)
+    expected = {f"ema/{k}": v for k, v in ema.module.state_dict().items()}
+    assert_same_tensors({k: v for k, v in resumed_tensors.items() if k.startswith("ema/")}, expected)
     # and what it writes now is layout 2
     assert torch.load(run.checkpoint_file(4), weights_only=True)["version"] == 2
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
-from gancr.errors import CheckpointError
+from gancr.errors import CheckpointError, SpecError
+from gancr.spec import Spec
 from gancr.storage import RunDir
 
 __all__ = ["get_rng_state", "set_rng_state", "check_resumed_spec"]
@@ -73,7 +75,7 @@ def check_resumed_spec(saved: dict[str, Any] | None, current: dict[str, Any], pa
     training settings may (a warning names them). ``saved`` is the checkpoint's spec."""
     if not saved:
         return
-    changed = _differences(saved, current)
+    changed = _differences(_with_defaults(saved), current)
     fixed = [p for p in changed if p.split(".")[0] in ("model", "losses")]
     if fixed:
         raise CheckpointError(
@@ -89,6 +91,15 @@ def check_resumed_spec(saved: dict[str, Any] | None, current: dict[str, Any], pa
             UserWarning,
             stacklevel=4,
         )
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's spec with every setting added since it was written at its default (a
+    field a newer gancr added is not a change); as saved where it no longer validates."""
+    try:
+        return Spec.model_validate(saved).to_dict()
+    except (ValidationError, SpecError):
+        return saved
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
