@@ -181,7 +181,7 @@ def build_generator(gspec: Any) -> Generator:
         decoder = build_component("decoder", gspec.decoder, feature_info=decoder_info, out_channels=3)
     except BuildError as exc:
         raise BuildError(f"model.generator: {enc_name} -> decoder {component_label(gspec.decoder)}: {exc}") from None
-    generator = Generator(encoder, neck, decoder, residual=gspec.residual)
+    generator = Generator(encoder, neck, decoder, residual=gspec.residual, margin=gspec.margin)
     components = f"{enc_name}, neck {component_label(gspec.neck)}, decoder {component_label(gspec.decoder)}"
     _probe(generator, "model.generator", components, info)
     if gspec.residual:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from gancr.components.base import Balancer, ContentLoss, StyleLoss, crop_to, pad_to_multiple
+from gancr.components.base import Balancer, ContentLoss, StyleLoss, crop_to, pad_margin, pad_to_multiple
 
 if TYPE_CHECKING:  # pragma: no cover
     from gancr.spec import Spec
@@ -26,20 +26,26 @@ class Generator(nn.Module):
     The input is padded (reflection) to a multiple of the encoder's deepest reduction and
     the output cropped back. With ``residual=True`` the decoder's image ``d`` in [0, 1] is
     read as a change of the input: ``G(x) = clamp(x + 2d - 1, 0, 1)``, so a decoder whose
-    last layer is zero (:meth:`start_at_identity`) gives back ``x``.
+    last layer is zero (:meth:`start_at_identity`) gives back ``x``. With ``margin=m`` the
+    input is first reflected by ``m`` pixels on every side and the output cropped back, so
+    that the convolutions' zero padding does not draw a frame along the image's borders.
     """
 
-    def __init__(self, encoder: nn.Module, neck: nn.Module, decoder: nn.Module, residual: bool = False):
+    def __init__(self, encoder: nn.Module, neck: nn.Module, decoder: nn.Module, residual: bool = False,
+                 margin: int = 0):
         super().__init__()
         self.encoder, self.neck, self.decoder = encoder, neck, decoder
         self.reduction = max(f.reduction for f in encoder.feature_info)
         self.residual = residual
+        self.margin = margin
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        features = self.encoder(pad_to_multiple(x, self.reduction))
+        m = self.margin
+        framed = pad_margin(x, m) if m else x
+        features = self.encoder(pad_to_multiple(framed, self.reduction))
         features = [*features[:-1], self.neck(features[-1])]
-        out = crop_to(self.decoder(features), h, w)
+        out = crop_to(self.decoder(features), h + 2 * m, w + 2 * m)[..., m:m + h, m:m + w]
         if self.residual:
             return (x + 2.0 * out - 1.0).clamp(0.0, 1.0)
         return out

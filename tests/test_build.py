@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -612,6 +613,24 @@ def test_a_residual_generator_starts_as_the_identity_and_learns(decoder):
     assert losses[-1] < losses[0]
     y = generator(x)
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_a_margin_runs_the_generator_on_the_reflected_frame_and_crops_it_back():
+    def generator(margin):
+        torch.manual_seed(0)
+        spec = {"model": {"generator": {"encoder": {"name": "conv", "widths": [8, 16]}, "decoder": {"name": "unet"},
+                                        "margin": margin},
+                          "content_net": {"share_encoder": True}}}
+        return gancr.build(spec).generator.eval()
+
+    framed, plain = generator(8), generator(0)
+    assert framed.margin == 8 and plain.margin == 0
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        want = plain(F.pad(x, (8, 8, 8, 8), mode="reflect"))[..., 8:40, 8:40]
+        assert torch.allclose(framed(x), want, atol=1e-6)
+        assert not torch.allclose(plain(x), want, atol=1e-3)  # the border is drawn differently without it
+        assert framed(torch.rand(2, 3, 5, 3)).shape == (2, 3, 5, 3)  # a margin wider than the image
 
 
 def test_residual_needs_a_decoder_that_can_start_at_zero_change():

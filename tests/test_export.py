@@ -139,6 +139,25 @@ def test_other_generators_export_exactly(tmp_path, fmt):
         assert float((got - want).abs().max()) < 1e-3
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_residual_generator_with_a_margin_exports_exactly(tmp_path, fmt):
+    """x + the learned change, on the reflected frame (an export once dropped both)."""
+    spec = {"model": {"generator": {"encoder": {"name": "conv", "widths": [8, 16]}, "neck": {"name": "identity"},
+                                    "decoder": {"name": "unet"}, "residual": True, "margin": 6},
+                      "content_net": {"share_encoder": True}}}
+    generator = gancr.build(spec).generator.eval()
+    torch.nn.init.normal_(generator.last_layer, std=0.2)  # a change that is not zero
+    x = _images(1, 29, 41)
+    with torch.no_grad():
+        want = generator(x)
+        assert float((want - x).abs().mean()) > 0.01
+        assert torch.allclose(ExportableGenerator(generator)(x), want, atol=1e-6)
+    result = export_generator(generator, tmp_path / f"g.{fmt}", fmt)
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-4
+    if fmt == "onnx":
+        assert float((_onnx_run(tmp_path / "g.onnx", x) - want).abs().max()) < 1e-4
+
+
 def test_export_errors_are_clear(run, tmp_path):
     code, _, err = run_cli("export", "--checkpoint", str(run), "--format", "tflite", "--out", str(tmp_path / "x"))
     assert code == 2 and "invalid choice" in err

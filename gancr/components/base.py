@@ -23,6 +23,7 @@ __all__ = [
     "output_activation",
     "Tanh01",
     "pad_to_multiple",
+    "pad_margin",
     "crop_to",
     "weighted",
     "LossContext",
@@ -115,6 +116,18 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def pad_margin(x: Tensor, margin: int) -> Tensor:
+    """``(B, C, H, W)`` -> ``(B, C, H + 2m, W + 2m)``: reflected by ``margin`` pixels on every side
+    (repeatedly where the image is smaller than the margin, so any size works)."""
+    while margin > 0:
+        step = min(margin, x.shape[-2] - 1, x.shape[-1] - 1)
+        if step <= 0:
+            return F.pad(x, (margin,) * 4, mode="replicate")
+        x = F.pad(x, (step,) * 4, mode="reflect")
+        margin -= step
+    return x
 
 
 def crop_to(x: Tensor, h: int, w: int) -> Tensor:

@@ -73,8 +73,8 @@ def min_input_size(generator: nn.Module) -> int:
 class ExportableGenerator(nn.Module):
     """A gancr generator whose padding traces into size-independent operations.
 
-    Same output as ``generator(x)`` for inputs of at least ``generator.reduction`` pixels
-    per side.
+    Same output as ``generator(x)`` (residual and margin included) for inputs of at least
+    ``generator.reduction`` pixels, and more than its ``margin``, per side.
     """
 
     def __init__(self, generator: nn.Module):
@@ -86,8 +86,14 @@ class ExportableGenerator(nn.Module):
         self.neck = generator.neck
         self.decoder = generator.decoder
         self.reduction = int(generator.reduction)
+        self.residual = bool(getattr(generator, "residual", False))
+        self.margin = int(getattr(generator, "margin", 0))
 
     def forward(self, x: Tensor) -> Tensor:
+        image = x
+        m = self.margin
+        if m:
+            x = F.pad(x, (m, m, m, m), mode="reflect")
         h, w = x.shape[2], x.shape[3]
         r = self.reduction
         if r > 1:
@@ -96,7 +102,10 @@ class ExportableGenerator(nn.Module):
             x = F.pad(x, (0, r - 1, 0, r - 1), mode="reflect")[:, :, :padded_h, :padded_w]
         features = self.encoder(x)
         features = [*features[:-1], self.neck(features[-1])]
-        return self.decoder(features)[:, :, :h, :w]
+        out = self.decoder(features)[:, :, m:h - m, m:w - m]
+        if self.residual:
+            return (image + 2.0 * out - 1.0).clamp(0.0, 1.0)
+        return out
 
 
 @dataclass

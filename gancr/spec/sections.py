@@ -254,6 +254,11 @@ class GeneratorSpec(Section):
         description="G(x) = clamp(x + 2d - 1), the decoder's image d read as a change of the "
         "input; its last layer starts at zero, so training starts from G(x) = x",
     )
+    margin: int = Field(
+        0, ge=0, le=256,
+        description="reflect-pad the input by this many pixels on every side and crop them from "
+        "the output: the image's borders are drawn with context around them (no frame)",
+    )
 
 
 class ContentNetSpec(Section):
