@@ -78,5 +78,7 @@ def test_the_benchmark_trains_scores_three_methods_and_writes_the_grid(tmp_path,
     from gancr.data import load_image
 
     assert load_image(grid).shape == (3, 2 * SIZE, 3 * SIZE)  # the painting's row, one photograph's row
+    for method in ("recipe", "gatys"):  # each output at the scored size (the held-out image is 40 x 48)
+        assert load_image(tmp_path / "out" / "outputs" / "painting" / f"0_{method}.png").shape == (3, 213, SIZE)
     assert "| painting | recipe |" in (tmp_path / "r.md").read_text()
     assert "Recipe / Gatys style fraction" in capsys.readouterr().out

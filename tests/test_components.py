@@ -392,6 +392,15 @@ def test_edge_loss_canny_and_color_spaces():
     assert float(build_component("content_loss", {"name": "color", "space": "ycbcr"})(grey, grey * 0.5)) < 1e-6
 
 
+def test_a_luminance_ssim_lets_colours_move_and_keeps_brightness():
+    x = torch.rand(2, 3, 32, 32)
+    grayed = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:]).expand(-1, 3, -1, -1)  # the same luminance
+    luminance = build_component("content_loss", {"name": "ssim", "luminance": True})
+    rgb = build_component("content_loss", {"name": "ssim"})
+    assert float(luminance(x, grayed)) < 1e-4 < float(rgb(x, grayed))
+    assert float(luminance(x, 1.0 - x)) > 0.3  # inverted brightness is a lost structure
+
+
 def test_ssim_window_must_be_odd():
     with pytest.raises(gancr.BuildError, match="window_size must be odd, got 4"):
         build_component("content_loss", {"name": "ssim", "window_size": 4})

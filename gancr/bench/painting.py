@@ -152,9 +152,11 @@ def _train(spec: Any, painting: Path, photos: str, run_dir: Path, steps: int | N
 
 def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdout: list[Path],
                    settings: GatysSettings, grid_dir: Path | None) -> tuple[list[dict[str, Any]], float]:
-    """Score identity, recipe and Gatys on each held-out photograph; write the grid; the painting's chroma."""
+    """Score identity, recipe and Gatys on each held-out photograph; write the grid (``grid_dir/PAINTING.png``)
+    and the outputs (``grid_dir/outputs/PAINTING/PHOTO_recipe.png``, ``_gatys.png``); the painting's chroma."""
     import torch
 
+    from gancr.data import save_image
     from gancr.metrics.style import chroma_energy
 
     s = _load(painting)
@@ -173,6 +175,9 @@ def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdo
             rows.append({"painting": painting.stem, "photo": path.stem, "method": method,
                          **scorer.score(x, y, grams), "seconds": seconds})
         tiles.append([x.cpu(), recipe.cpu(), painted.cpu()])
+        if grid_dir is not None:
+            for method, y in (("recipe", recipe), ("gatys", painted)):
+                save_image(y[0].cpu(), grid_dir / "outputs" / painting.stem / f"{path.stem}_{method}.png")
     if grid_dir is not None:
         _save_grid(tiles, s, grid_dir / f"{painting.stem}.png")
     return rows, float(chroma_energy(s))

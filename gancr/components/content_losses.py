@@ -96,18 +96,25 @@ class PerceptualLoss(ContentLoss):
 
 class SSIMParams(ComponentParams):
     window_size: int = Field(11, ge=3, description="odd Gaussian window size")
+    luminance: bool = Field(
+        False, description="compare the gray images: structure and brightness kept, colours free to move"
+    )
 
 
 class SSIMLoss(ContentLoss):
-    """Structural dissimilarity ``(1 - SSIM(x, y)) / 2`` (kornia), in [0, 1]."""
+    """Structural dissimilarity ``(1 - SSIM(x, y)) / 2`` (kornia), in [0, 1]; of the gray
+    images with ``luminance`` (what ``gancr bench painting`` scores)."""
 
-    def __init__(self, window_size: int = 11):
+    def __init__(self, window_size: int = 11, luminance: bool = False):
         super().__init__()
         if window_size % 2 == 0:
             raise ValueError(f"window_size must be odd, got {window_size}")
         self.window_size = window_size
+        self.luminance = luminance
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
+        if self.luminance:
+            x, y = gray(x), gray(y)
         return ssim_loss(y, x, self.window_size)
 
 
