@@ -4,14 +4,20 @@ figures come from the benchmark itself, docs/gallery.md)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from gancr.bench.painting import SIZE, GatysSettings, PaintingScorer, gatys
 from gancr.cli import main
 from gancr.data import save_image
 from gancr.storage.hed import hed_missing
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 pytestmark = pytest.mark.skipif(hed_missing() is not None, reason=str(hed_missing()))
 
@@ -65,9 +71,9 @@ def test_the_benchmark_trains_scores_three_methods_and_writes_the_grid(tmp_path,
     (tmp_path / "spec.yaml").write_text(SPEC)
     code = main(["bench", "painting", "--painting", str(painting), "--photos", str(photos), "--holdout", str(holdout),
                  "--spec", str(tmp_path / "spec.yaml"), "--gatys-steps", "2", "--out", str(tmp_path / "out"),
-                 "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+                 "--json", str(tmp_path / "out" / "result.json"), "--markdown", str(tmp_path / "r.md")])
     assert code == 0
-    result = json.loads((tmp_path / "r.json").read_text())
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert [(r["photo"], r["method"]) for r in result["rows"]] == [("0", "identity"), ("0", "recipe"), ("0", "gatys")]
     identity = result["rows"][0]
     assert identity["style_fraction"] == pytest.approx(1.0) and identity["ssim"] == pytest.approx(1.0)
@@ -82,3 +88,13 @@ def test_the_benchmark_trains_scores_three_methods_and_writes_the_grid(tmp_path,
         assert load_image(tmp_path / "out" / "outputs" / "painting" / f"0_{method}.png").shape == (3, 213, SIZE)
     assert "| painting | recipe |" in (tmp_path / "r.md").read_text()
     assert "Recipe / Gatys style fraction" in capsys.readouterr().out
+    # docs/make_gallery.py makes docs/gallery.md's figures and table from that folder
+    done = subprocess.run([sys.executable, str(DOCS / "make_gallery.py"), "--bench", str(tmp_path / "out"),
+                           "--photos", str(holdout), "--paintings", str(painting), "--out", str(tmp_path / "gallery")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "gallery" / "gallery_painting.jpg") as sheet:
+        assert sheet.size == (3 * 224 + 2 * 4, 2 * 224 + 4)  # the painting's row, then input | recipe | Gatys
+    with Image.open(tmp_path / "gallery" / "gallery_strip.jpg") as strip:
+        assert strip.size == (3 * 160 + 2 * 4, 160)  # painting | photograph | recipe
+    assert "| painting | recipe |" in done.stdout and "| **all** | gatys |" in done.stdout

@@ -1,0 +1,141 @@
+"""Make the figures and tables of docs/gallery.md from real runs.
+
+    gancr bench painting --painting ../shared/data/paintings/la_muse.jpg ... \\
+        --photos train_photos/ --holdout holdout/ --out runs/bench-painting --json runs/bench-painting/result.json
+    gancr train examples/quickstart.yaml --out runs/quickstart
+    python docs/make_gallery.py --bench runs/bench-painting --quickstart runs/quickstart
+
+From ``gancr bench painting``'s folder (its ``result.json``, the outputs it saved under
+``outputs/PAINTING/PHOTO_{recipe,gatys}.png`` and the photographs and paintings the result
+names, found with ``--photos`` and ``--paintings``) it writes, under ``--out``:
+
+- ``gallery_PAINTING.jpg``: the painting, then a row per held-out photograph: input | recipe | Gatys;
+- ``gallery_strip.jpg``: one row per painting: painting | photograph | recipe (the README's picture);
+- ``gallery_quickstart.jpg`` (with ``--quickstart``): the quickstart run's generator on the
+  built-in held-out photographs, input over output;
+
+and prints the Markdown tables of item 4 (per painting and method: remaining style fraction,
+luminance SSIM, HED and Canny F1, chroma noise beside the painting's, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from gancr.data import load_image, resolve_source
+from gancr.data.resize import resize
+
+#: Side of a square tile, in pixels.
+TILE = 224
+METHODS = ("identity", "recipe", "gatys")
+
+
+def _tile(image: torch.Tensor, side: int = TILE) -> Image.Image:
+    """``(3, H, W)`` or ``(1, 3, H, W)`` in [0, 1], fitted in a white ``side`` square."""
+    image = image.reshape(3, *image.shape[-2:]).float()
+    image = resize(image, scale=side / max(image.shape[-2:])).clamp(0, 1)
+    pixels = (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+    canvas = Image.new("RGB", (side, side), "white")
+    canvas.paste(Image.fromarray(pixels), ((side - pixels.shape[1]) // 2, (side - pixels.shape[0]) // 2))
+    return canvas
+
+
+def _sheet(rows: list[list[Image.Image | None]], side: int = TILE, gap: int = 4) -> Image.Image:
+    """Tiles in rows (``None`` leaves a blank), ``gap`` pixels apart, on white."""
+    width = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (width * (side + gap) - gap, len(rows) * (side + gap) - gap), "white")
+    for i, row in enumerate(rows):
+        for j, tile in enumerate(row):
+            if tile is not None:
+                sheet.paste(tile, (j * (side + gap), i * (side + gap)))
+    return sheet
+
+
+def _by_stem(source: str) -> dict[str, Path]:
+    return {p.stem: p for p in resolve_source(source)}
+
+
+def painting_sheets(bench: Path, photos: str, paintings: str, out: Path) -> list[Path]:
+    """A sheet per painting and the strip, from ``gancr bench painting``'s folder."""
+    result = json.loads((bench / "result.json").read_text(encoding="utf-8"))
+    photo_files, painting_files = _by_stem(photos), _by_stem(paintings)
+    names = list(dict.fromkeys(r["painting"] for r in result["rows"]))
+    written, strip = [], []
+    for name in names:
+        painting = _tile(load_image(painting_files[name]))
+        shots = list(dict.fromkeys(r["photo"] for r in result["rows"] if r["painting"] == name))
+        rows: list[list[Image.Image | None]] = [[None, painting, None]]
+        for photo in shots:
+            outputs = [load_image(bench / "outputs" / name / f"{photo}_{m}.png") for m in ("recipe", "gatys")]
+            rows.append([_tile(load_image(photo_files[photo])), *[_tile(o) for o in outputs]])
+        written.append(_save(_sheet(rows), out / f"gallery_{name}.jpg"))
+        strip.append([painting, rows[1][0], rows[1][1]])
+    written.append(_save(_sheet(strip, side=160), out / "gallery_strip.jpg"))
+    print(painting_tables(result))
+    return written
+
+
+def quickstart_sheet(run: Path, out: Path) -> Path:
+    """The quickstart's generator (its EMA) on ``builtin:holdout``, input over output."""
+    from gancr.inference import load_generator
+
+    generator = load_generator(run).eval()
+    inputs, outputs = [], []
+    for path in resolve_source("builtin:holdout"):
+        x = load_image(path)
+        with torch.no_grad():
+            y = generator(x[None]).clamp(0, 1)
+        inputs.append(_tile(x, 192))
+        outputs.append(_tile(y, 192))
+        print(f"quickstart {path.stem}: mean |G(x) - x| = {float((y[0] - x).abs().mean()):.4f}")
+    return _save(_sheet([inputs, outputs], side=192), out / "gallery_quickstart.jpg")
+
+
+def painting_tables(result: dict) -> str:
+    """Per painting and method, the means of item 4's figures (as ``gancr bench painting`` prints them)."""
+    lines = ["| painting | method | style fraction | SSIM | HED F1 | Canny F1 | chroma (painting's) | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    summary = result["summary"]
+    for name, methods in [*summary["per_painting"].items(), ("**all**", summary["overall"])]:
+        for method in METHODS:
+            m = methods[method]
+            style = result["chroma_style"].get(name)
+            chroma = f"{m['chroma']:.3f}" + (f" ({style:.3f})" if style is not None else "")
+            lines.append(f"| {name} | {method} | {m['style_fraction']:.3f} | {m['ssim']:.3f} | {m['hed_f1']:.3f} | "
+                         f"{m['canny_f1']:.3f} | {chroma} | {m['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def _save(image: Image.Image, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    image.save(partial, format="JPEG", quality=88)
+    partial.replace(path)
+    print(f"wrote {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--bench", type=Path, help="gancr bench painting's --out folder, with result.json")
+    p.add_argument("--photos", default="../shared/data/photos", help="where the held-out photographs are")
+    p.add_argument("--paintings", default="../shared/data/paintings", help="where the paintings are")
+    p.add_argument("--quickstart", type=Path, help="a trained quickstart run")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "images")
+    args = p.parse_args(argv)
+    if args.bench is None and args.quickstart is None:
+        p.error("give --bench, --quickstart or both")
+    if args.bench is not None:
+        painting_sheets(args.bench, args.photos, args.paintings, args.out)
+    if args.quickstart is not None:
+        quickstart_sheet(args.quickstart, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
