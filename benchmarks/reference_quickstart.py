@@ -5,7 +5,8 @@ as the generator, no neck (a small receptive field), whose output is added to it
 (residual, starting at zero); a content net (conv encoder (16, 32, 64), upsample-conv
 decoder) trained on reconstruction; a 2-layer spectrally normalised PatchGAN on the
 luminance, with a binomial blur before its stride-2 convolutions; content L1 + 3 x Lab chroma
-L1, style 0.3 x LSGAN; joint weights w_c = W_C, w_g = 1; Adam at 1e-4 (G), 1e-3 (C), 4e-4 (D);
+L1 + 0.25 x SSIM dissimilarity, style 0.5 x LSGAN; joint weights w_c = W_C, w_g = 1; Adam at
+3e-4 (G), 1e-3 (C), 4e-4 (D);
 an EMA of the generator (decay 0.98, warmed up as min(0.98, (1 + n) / (10 + n))).
 ``benchmarks/speed.py`` times it against gancr's trainer in the same process.
 """
@@ -111,8 +112,15 @@ def chroma(img):
     return rgb_to_lab(img.float().clamp(0, 1))[:, 1:] / 128.0
 
 
+def dssim(y, x):
+    """Structural dissimilarity: (1 - SSIM) / 2 under kornia's 11-tap Gaussian window, clamped, averaged."""
+    from kornia.metrics import ssim
+
+    return torch.clamp((1.0 - ssim(y, x, 11, max_val=1.0, eps=1e-12)) / 2, min=0, max=1).mean()
+
+
 def content_loss(x, y):
-    return F.l1_loss(y, x) + 3.0 * F.l1_loss(chroma(y), chroma(x))
+    return F.l1_loss(y, x) + 3.0 * F.l1_loss(chroma(y), chroma(x)) + 0.25 * dssim(y, x)
 
 
 def make_step(device: torch.device, *, precision: str = "fp32", channels_last: bool = False,
@@ -128,7 +136,7 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
     for p in ema.parameters():
         p.requires_grad_(False)
     opts = optimizer or {}
-    opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.999), **opts)
+    opt_g = torch.optim.Adam(G.parameters(), lr=3e-4, betas=(0.5, 0.999), **opts)
     opt_c = torch.optim.Adam(C.parameters(), lr=1e-3, betas=(0.5, 0.999), **opts)
     opt_d = torch.optim.Adam(D.parameters(), lr=4e-4, betas=(0.5, 0.999), **opts)
     g_fwd, c_fwd, d_fwd = G, C, D
@@ -148,7 +156,7 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
         opt_c.zero_grad(set_to_none=True)
         with autocast:
             fake = g_fwd(x)
-            style = 0.3 * (d_fwd(fake).float() - 1).square().mean()
+            style = 0.5 * (d_fwd(fake).float() - 1).square().mean()
             recon = c_fwd(x)
             loss = W_C * content_loss(x, fake) + style + content_loss(x, recon)
         loss.backward()

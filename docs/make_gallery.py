@@ -3,9 +3,9 @@
     gancr bench painting --painting ../shared/data/paintings/la_muse.jpg ... \\
         --photos train_photos/ --holdout holdout/ --out runs/bench-painting --json runs/bench-painting/result.json
     gancr train examples/quickstart.yaml --out runs/quickstart
-    python docs/make_gallery.py --bench runs/bench-painting --quickstart runs/quickstart
+    python docs/make_gallery.py --bench runs/bench-painting [more folders] --quickstart runs/quickstart
 
-From ``gancr bench painting``'s folder (its ``result.json``, the outputs it saved under
+From ``gancr bench painting``'s folders (one or several, each with its ``result.json``, the outputs it saved under
 ``outputs/PAINTING/PHOTO_{recipe,gatys}.png`` and the photographs and paintings the result
 names, found with ``--photos`` and ``--paintings``) it writes, under ``--out``:
 
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from gancr.bench.painting import summarize
 from gancr.data import load_image, resolve_source
 from gancr.data.resize import resize
 
@@ -60,13 +61,27 @@ def _by_stem(source: str) -> dict[str, Path]:
     return {p.stem: p for p in resolve_source(source)}
 
 
-def painting_sheets(bench: Path, photos: str, paintings: str, out: Path) -> list[Path]:
-    """A sheet per painting and the strip, from ``gancr bench painting``'s folder."""
-    result = json.loads((bench / "result.json").read_text(encoding="utf-8"))
+def merged_results(benches: list[Path]) -> tuple[dict, dict[str, Path]]:
+    """The results of several ``gancr bench painting`` folders as one (rows, chroma, training and
+    the summary over all of them), and the folder that holds each painting's outputs."""
+    rows, chroma, training, folders = [], {}, {}, {}
+    for bench in benches:
+        result = json.loads((bench / "result.json").read_text(encoding="utf-8"))
+        rows += result["rows"]
+        chroma.update(result["chroma_style"])
+        training.update(result["training"])
+        folders.update({r["painting"]: bench for r in result["rows"]})
+    return {"rows": rows, "chroma_style": chroma, "training": training, "summary": summarize(rows, chroma)}, folders
+
+
+def painting_sheets(benches: list[Path], photos: str, paintings: str, out: Path) -> list[Path]:
+    """A sheet per painting and the strip, from ``gancr bench painting``'s folders."""
+    result, folders = merged_results(benches)
     photo_files, painting_files = _by_stem(photos), _by_stem(paintings)
     names = list(dict.fromkeys(r["painting"] for r in result["rows"]))
     written, strip = [], []
     for name in names:
+        bench = folders[name]
         painting = _tile(load_image(painting_files[name]))
         shots = list(dict.fromkeys(r["photo"] for r in result["rows"] if r["painting"] == name))
         rows: list[list[Image.Image | None]] = [[None, painting, None]]
@@ -77,6 +92,10 @@ def painting_sheets(bench: Path, photos: str, paintings: str, out: Path) -> list
         strip.append([painting, rows[1][0], rows[1][1]])
     written.append(_save(_sheet(strip, side=160), out / "gallery_strip.jpg"))
     print(painting_tables(result))
+    goal = result["summary"]["goal"]
+    print(f"\nRecipe / Gatys style fraction {goal['fraction_ratio']:.2f} (goal <= 1.25); Gatys SSIM - recipe SSIM "
+          f"{goal['ssim_gap']:+.3f} (goal <= 0.05); noisier than their painting: "
+          f"{', '.join(goal['noisier_than_painting']) or 'none'}; Gatys' own fraction {goal['gatys_fraction']:.3f}")
     return written
 
 
@@ -122,7 +141,7 @@ def _save(image: Image.Image, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bench", type=Path, help="gancr bench painting's --out folder, with result.json")
+    p.add_argument("--bench", type=Path, nargs="+", help="gancr bench painting's --out folders, each with result.json")
     p.add_argument("--photos", default="../shared/data/photos", help="where the held-out photographs are")
     p.add_argument("--paintings", default="../shared/data/paintings", help="where the paintings are")
     p.add_argument("--quickstart", type=Path, help="a trained quickstart run")

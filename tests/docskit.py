@@ -33,8 +33,8 @@ SKIPPED: list[tuple[str, str]] = [
     (r"^python benchmarks/supervised_bound\.py", "trains for minutes; tests/test_bench_quality.py runs it tiny"),
     (r"^gancr \w+ .*\.\./shared/data/", "the repository's example photographs and paintings beside a clone "
      "(../shared/data), which the tests do without; docs/painting.md runs the same commands on photos/ first"),
-    (r"^python docs/make_painting_figure\.py", "needs ../shared/data's photographs and painting and a 20-minute "
-     "run; tests/test_examples.py runs the script on a tiny painting.yaml run"),
+    (r"^python docs/make_gallery\.py", "needs gancr bench painting's runs on ../shared/data (an hour and more); "
+     "tests/test_bench_painting.py runs the script on a tiny bench run"),
 ]
 
 #: Pages that continue from the quickstart's run; each says so ("... `runs/quickstart`, the run

@@ -325,6 +325,13 @@ def test_build_losses_weights_and_reconstruction():
     only_features = gancr.load_spec({"losses": {"content": [{"name": "content_net"}]}})
     (recon,) = build_losses(only_features).reconstruction
     assert recon[0] == 1.0 and type(recon[1]).__name__ == "L1Loss"
+    # a luminance SSIM lets colours move: the content net would learn them wrong (a run's
+    # reconstructions came out blue); it is left out, and L1 takes over
+    colour_free = gancr.load_spec({"losses": {"content": [{"name": "content_net"}, {"name": "ssim", "luminance": True}]}})
+    (recon,) = build_losses(colour_free).reconstruction
+    assert type(recon[1]).__name__ == "L1Loss"
+    rgb = gancr.load_spec({"losses": {"content": [{"name": "ssim"}]}})
+    assert [type(t.loss).__name__ for t in build_losses(rgb).reconstruction] == ["SSIMLoss"]
 
 
 def test_content_net_loss_needs_the_content_net(small_trio):

@@ -8,7 +8,6 @@ new example cannot go untested.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings
@@ -164,36 +163,3 @@ def test_the_timm_example_local_weights_recipe_works(tmp_path):
         encoder = build_component("encoder", {"name": "timm", "model_name": "resnet18", "weights": str(path)})
         assert encoder.pretrained
         assert torch.equal(encoder.model.conv1.weight, reference.conv1.weight)
-
-
-def test_the_painting_figure_script_runs_on_a_painting_run(users_files):
-    """docs/make_painting_figure.py, which makes docs/painting.md's figure and table, on a tiny
-    painting.yaml run: the painting and each input | output pair, the numbers of the run and of
-    doing nothing (the identity keeps every photograph exactly)."""
-    run = users_files / "runs" / "painting"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*randomly initialised encoder")
-        assert main(["train", str(EXAMPLES / "painting.yaml"), "--out", str(run), "-q",
-                     *_sets(shrink_overrides("painting.yaml"))]) == 0
-    photos = sorted((users_files / "photos").iterdir())[:2]  # 40 x 48 each; the painting is 56 x 44
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES.parent / "docs" / "make_painting_figure.py"), "--checkpoint", str(run),
-         "--painting", "painting.jpg", *[a for p in photos for a in ("--photo", str(p))],
-         "--max-size", "44", "--feature-size", "32", "--height", "30", "--out", "figure.png", "--json", "numbers.json"],
-        env=subprocess_env(), cwd=users_files, capture_output=True, text=True, timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
-    with Image.open(users_files / "figure.png") as figure:
-        # a row per photograph: 18 px of labels over panels 30 px high, 6 px apart; the painting
-        # (24 px wide at that height) left of the first row, then input and output (36 px wide)
-        assert figure.size == (24 + 2 * (36 + 6), 2 * (18 + 30) + 6)
-    numbers = json.loads((users_files / "numbers.json").read_text())
-    assert list(numbers["identity"]["per_photo"]) == [p.stem for p in photos]
-    for values in numbers["identity"]["per_photo"].values():
-        assert values == {"ssim_luminance": 1.0, "edge_f1": 1.0}
-    assert numbers["identity"]["set"]["content/chroma_noise"] == 1.0
-    for key in ("style/lab_histogram_distance", "style/gram_distance", "content/chroma_noise", "style/chroma_noise"):
-        assert numbers["run"]["set"][key] >= 0 and numbers["identity"]["set"][key] >= 0
-    for values in numbers["run"]["per_photo"].values():
-        assert -1 <= values["ssim_luminance"] <= 1 + 1e-6 and 0 <= values["edge_f1"] <= 1  # float32 rounding
-    assert "| identity (the photographs) |" in result.stdout and f"| {photos[0].stem} |" in result.stdout

@@ -36,7 +36,7 @@ from typing import Any
 from gancr.errors import GancrError
 from gancr.storage.files import output_argument
 
-__all__ = ["SIZE", "STYLE_LAYERS", "GatysSettings", "PaintingScorer", "gatys", "bench_painting", "painting_markdown",
+__all__ = ["SIZE", "STYLE_LAYERS", "GatysSettings", "PaintingScorer", "gatys", "bench_painting", "summarize", "painting_markdown",
            "add_arguments", "run"]
 
 #: The longer side, in pixels, at which photographs and paintings are scored.
@@ -54,7 +54,7 @@ class GatysSettings:
     steps: int = 300
     lr: float = 0.02
     style_weight: float = 1.0
-    content_weight: float = 0.25
+    content_weight: float = 0.8
     content_layer: str = "relu4_1"
 
 
@@ -204,7 +204,7 @@ def _save_grid(tiles: list[list[Any]], painting: Any, path: Path) -> Path:
     return save_image(torch.cat(rows, dim=1), path)
 
 
-def _summary(rows: list[dict[str, Any]], chroma_style: dict[str, float]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], chroma_style: dict[str, float]) -> dict[str, Any]:
     """Per painting and over all: each method's mean metrics, and the issue's goal against Gatys."""
     keys = ("style_fraction", "ssim", "hed_f1", "canny_f1", "chroma", "seconds")
 
@@ -258,7 +258,7 @@ def bench_painting(paintings: list[Path], photos: str, holdout: list[Path], *, s
         painting_rows, chroma_style[painting.stem] = _painting_rows(scorer, generator, painting, holdout, settings,
                                                                     out_dir)
         rows += painting_rows
-    return {"rows": rows, "summary": _summary(rows, chroma_style), "training": training,
+    return {"rows": rows, "summary": summarize(rows, chroma_style), "training": training,
             "chroma_style": chroma_style, "gatys": asdict(settings), "size": SIZE, "layers": list(STYLE_LAYERS)}
 
 

@@ -103,7 +103,8 @@ class SSIMParams(ComponentParams):
 
 class SSIMLoss(ContentLoss):
     """Structural dissimilarity ``(1 - SSIM(x, y)) / 2`` (kornia), in [0, 1]; of the gray
-    images with ``luminance`` (what ``gancr bench painting`` scores)."""
+    images with ``luminance`` (what ``gancr bench painting`` scores; then not a term of the
+    content net's reconstruction, which must keep the colours too)."""
 
     def __init__(self, window_size: int = 11, luminance: bool = False):
         super().__init__()
@@ -111,6 +112,8 @@ class SSIMLoss(ContentLoss):
             raise ValueError(f"window_size must be odd, got {window_size}")
         self.window_size = window_size
         self.luminance = luminance
+        # a loss that lets colours move cannot teach the content net to reconstruct them
+        self.reconstruction = not luminance
 
     def forward(self, x: Tensor, y: Tensor, context: LossContext | None = None) -> Tensor:
         if self.luminance:
