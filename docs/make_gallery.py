@@ -80,7 +80,7 @@ def painting_sheets(benches: list[Path], photos: str, paintings: str, out: Path)
     photo_files, painting_files = _by_stem(photos), _by_stem(paintings)
     names = list(dict.fromkeys(r["painting"] for r in result["rows"]))
     written, strip = [], []
-    for name in names:
+    for i, name in enumerate(names):
         bench = folders[name]
         painting = _tile(load_image(painting_files[name]))
         shots = list(dict.fromkeys(r["photo"] for r in result["rows"] if r["painting"] == name))
@@ -89,7 +89,8 @@ def painting_sheets(benches: list[Path], photos: str, paintings: str, out: Path)
             outputs = [load_image(bench / "outputs" / name / f"{photo}_{m}.png") for m in ("recipe", "gatys")]
             rows.append([_tile(load_image(photo_files[photo])), *[_tile(o) for o in outputs]])
         written.append(_save(_sheet(rows), out / f"gallery_{name}.jpg"))
-        strip.append([painting, rows[1][0], rows[1][1]])
+        shown = 1 + i % len(shots)  # a different photograph from one painting to the next
+        strip.append([painting, rows[shown][0], rows[shown][1]])
     written.append(_save(_sheet(strip, side=160), out / "gallery_strip.jpg"))
     print(painting_tables(result))
     goal = result["summary"]["goal"]

@@ -68,7 +68,7 @@ def test_yaml_json_dict_and_spec_inputs_are_equivalent(tmp_path):
         "name": "vgg19", "layer": "relu2_1", "pretrained": False, "weights": None, "freeze": False,
         "normalize": True,
     }
-    assert resolved["losses"]["content"][1] == {"name": "ssim", "weight": 0.5, "window_size": 11}
+    assert resolved["losses"]["content"][1] == {"name": "ssim", "weight": 0.5, "window_size": 11, "luminance": False}
     assert resolved["training"]["batch_size"] == 4
     assert isinstance(from_dict, gancr.Spec)
     assert from_dict.training.total_steps == 100
