@@ -13,7 +13,7 @@ import torch
 
 import gancr
 from gancr.errors import CheckpointError, GancrError
-from gancr.inference.export import ExportableGenerator, read_metadata, export_generator
+from gancr.inference.export import ExportableGenerator, export_generator, min_input_size, read_metadata
 from gancr.inference import load_content_net, load_generator
 from gancr.storage import read_generator_file
 from inferencekit import run_cli, smooth_image, tiny_spec, write_run
@@ -156,6 +156,13 @@ def test_a_residual_generator_with_a_margin_exports_exactly(tmp_path, fmt):
     assert result.max_abs_diff is not None and result.max_abs_diff < 1e-4
     if fmt == "onnx":
         assert float((_onnx_run(tmp_path / "g.onnx", x) - want).abs().max()) < 1e-4
+
+
+def test_an_exported_generator_asks_for_inputs_wider_than_its_margin():
+    spec = {"model": {"generator": {"encoder": {"name": "conv", "widths": [8, 16]}, "neck": {"name": "identity"},
+                                    "decoder": {"name": "unet"}, "margin": 40},
+                      "content_net": {"share_encoder": True}}}
+    assert min_input_size(gancr.build(spec).generator) == 41  # a reflection needs more pixels than it adds
 
 
 def test_export_errors_are_clear(run, tmp_path):

@@ -67,7 +67,7 @@ CHECK_SIZE = (67, 93)
 
 def min_input_size(generator: nn.Module) -> int:
     """The least height and width to give an exported generator (``stylize`` pads smaller ones)."""
-    return max(32, 2 * int(getattr(generator, "reduction", 1)))
+    return max(32, 2 * int(getattr(generator, "reduction", 1)), int(getattr(generator, "margin", 0)) + 1)
 
 
 class ExportableGenerator(nn.Module):
