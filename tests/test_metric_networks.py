@@ -69,7 +69,7 @@ def test_fid_inception_found_in_torch_hubs_cache_and_labelled_by_its_hash(fid_fi
     if not cached.exists():
         cached.symlink_to(fid_file)
     assert M.fid_inception_file(None) == cached
-    monkeypatch.setattr(inception_module, "FID_INCEPTION_SHA256", inception_module._sha256(fid_file)[:8])
+    monkeypatch.setattr(inception_module, "FID_INCEPTION_SHA256", inception_module.file_sha256(fid_file)[:8])
     info = M.FIDInception().info
     assert info["standard"] is True and info["label"] == "FID Inception pt_inception-2015-12-05"
 

@@ -11,7 +11,6 @@ on this machine (:func:`fid_inception_file`). Needs the ``metrics`` extra (torch
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 from gancr.errors import GancrError
 from gancr.metrics._checks import check_images
 from gancr.metrics.features import WeightsUnavailable
+from gancr.storage.integrity import file_sha256
 from gancr.storage.pretrained import hub_checkpoints_dir
 from gancr.storage.reader import read_state_dict
 
@@ -79,14 +79,6 @@ def fid_inception_file(weights: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class FIDInception:
     """The FID Inception, loaded once: ``features(images)`` gives its 2048-d pool features.
 
@@ -135,7 +127,7 @@ class FIDInception:
             raise GancrError(f"FID Inception weights: {path} is not the FID Inception's state dict: {detail}") from None
         self.model.to(device)
         self.device = torch.device(device)
-        sha = _sha256(path)
+        sha = file_sha256(path)
         standard = sha.startswith(FID_INCEPTION_SHA256)
         self.info: dict[str, Any] = {
             "features": "fid_inception/pool3",

@@ -25,7 +25,6 @@ its source, which ``weights: file.safetensors`` reads back.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from gancr.errors import BuildError, CheckpointError
 from gancr.storage.pretrained import PREPROCESSING_KEY, Preprocessing, Pretrained, preprocessing_to_json, source
+from gancr.storage.integrity import file_sha256
 from gancr.storage.reader import check_memory
 
 if TYPE_CHECKING:  # torch loads when weights are read, not on import
@@ -141,14 +141,6 @@ def _conv(fh: object, name: str, path: Path) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()), torch.from_numpy(bias.copy())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_hed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Write HED's ``.weights.h5`` ``src`` as the safetensors file ``dst`` (atomically), with its
     preprocessing and the name and SHA-256 of its source in the metadata.
@@ -168,7 +160,7 @@ def convert_hed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
         "gancr.weights": "hed",
         PREPROCESSING_KEY: preprocessing_to_json(HED_PREPROCESSING),
         "gancr.source": src.name,
-        "gancr.source_sha256": _sha256(src),
+        "gancr.source_sha256": file_sha256(src),
     }
     return atomic_write_bytes(dst, save({k: v.contiguous() for k, v in state.items()}, metadata=metadata))
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "checksum", "nonfinite", "overrun", "Overrun", "MAX_DEPTH", "MAX_VALUES", "exported_kind",
+    "checksum", "file_sha256", "nonfinite", "overrun", "Overrun", "MAX_DEPTH", "MAX_VALUES", "exported_kind",
     "looks_like_safetensors", "runs_code",
 ]
 
@@ -59,6 +59,15 @@ class _Key:
 
     def __init__(self, key: Any):
         self.key = key
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def checksum(data: Any) -> str:
