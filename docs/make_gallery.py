@@ -30,6 +30,7 @@ from PIL import Image
 from gancr.bench.painting import summarize
 from gancr.data import load_image, resolve_source
 from gancr.data.resize import resize
+from gancr.storage.files import atomic_write_stream
 
 #: Side of a square tile, in pixels.
 TILE = 224
@@ -132,10 +133,7 @@ def painting_tables(result: dict) -> str:
 
 
 def _save(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    image.save(partial, format="JPEG", quality=88)
-    partial.replace(path)
+    atomic_write_stream(path, lambda stream: image.save(stream, format="JPEG", quality=88))
     print(f"wrote {path}")
     return path
 
