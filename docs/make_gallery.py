@@ -14,8 +14,9 @@ names, found with ``--photos`` and ``--paintings``) it writes, under ``--out``:
 - ``gallery_quickstart.jpg`` (with ``--quickstart``): the quickstart run's generator on the
   built-in held-out photographs, input over output;
 
-and prints the Markdown tables of item 4 (per painting and method: remaining style fraction,
-luminance SSIM, HED and Canny F1, chroma noise beside the painting's, seconds).
+and prints the Markdown tables of item 4 over all the folders, as ``gancr bench painting`` prints
+them for one (per painting and method: remaining style fraction, luminance SSIM, HED and Canny
+F1, chroma noise beside the painting's, seconds; the goal against Gatys; per photograph).
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from gancr.bench.painting import summarize
+from gancr.bench.painting import painting_markdown, summarize
 from gancr.data import load_image, resolve_source
 from gancr.data.resize import resize
 from gancr.storage.files import atomic_write_stream
 
 #: Side of a square tile, in pixels.
 TILE = 224
-METHODS = ("identity", "recipe", "gatys")
 
 
 def _tile(image: torch.Tensor, side: int = TILE) -> Image.Image:
@@ -63,16 +63,15 @@ def _by_stem(source: str) -> dict[str, Path]:
 
 
 def merged_results(benches: list[Path]) -> tuple[dict, dict[str, Path]]:
-    """The results of several ``gancr bench painting`` folders as one (rows, chroma, training and
-    the summary over all of them), and the folder that holds each painting's outputs."""
-    rows, chroma, training, folders = [], {}, {}, {}
+    """The results of several ``gancr bench painting`` folders as one (rows, chroma and the summary
+    over all of them), and the folder that holds each painting's outputs."""
+    rows, chroma, folders = [], {}, {}
     for bench in benches:
         result = json.loads((bench / "result.json").read_text(encoding="utf-8"))
         rows += result["rows"]
         chroma.update(result["chroma_style"])
-        training.update(result["training"])
         folders.update({r["painting"]: bench for r in result["rows"]})
-    return {"rows": rows, "chroma_style": chroma, "training": training, "summary": summarize(rows, chroma)}, folders
+    return {"rows": rows, "chroma_style": chroma, "summary": summarize(rows, chroma)}, folders
 
 
 def painting_sheets(benches: list[Path], photos: str, paintings: str, out: Path) -> list[Path]:
@@ -93,11 +92,8 @@ def painting_sheets(benches: list[Path], photos: str, paintings: str, out: Path)
         shown = 1 + i % len(shots)  # a different photograph from one painting to the next
         strip.append([painting, rows[shown][0], rows[shown][1]])
     written.append(_save(_sheet(strip, side=160), out / "gallery_strip.jpg"))
-    print(painting_tables(result))
-    goal = result["summary"]["goal"]
-    print(f"\nRecipe / Gatys style fraction {goal['fraction_ratio']:.2f} (goal <= 1.25); Gatys SSIM - recipe SSIM "
-          f"{goal['ssim_gap']:+.3f} (goal <= 0.05); noisier than their painting: "
-          f"{', '.join(goal['noisier_than_painting']) or 'none'}; Gatys' own fraction {goal['gatys_fraction']:.3f}")
+    print(painting_markdown(result))
+    print(f"Gatys' own mean remaining style fraction: {result['summary']['goal']['gatys_fraction']:.3f}")
     return written
 
 
@@ -115,21 +111,6 @@ def quickstart_sheet(run: Path, out: Path) -> Path:
         outputs.append(_tile(y, 192))
         print(f"quickstart {path.stem}: mean |G(x) - x| = {float((y[0] - x).abs().mean()):.4f}")
     return _save(_sheet([inputs, outputs], side=192), out / "gallery_quickstart.jpg")
-
-
-def painting_tables(result: dict) -> str:
-    """Per painting and method, the means of item 4's figures (as ``gancr bench painting`` prints them)."""
-    lines = ["| painting | method | style fraction | SSIM | HED F1 | Canny F1 | chroma (painting's) | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
-    summary = result["summary"]
-    for name, methods in [*summary["per_painting"].items(), ("**all**", summary["overall"])]:
-        for method in METHODS:
-            m = methods[method]
-            style = result["chroma_style"].get(name)
-            chroma = f"{m['chroma']:.3f}" + (f" ({style:.3f})" if style is not None else "")
-            lines.append(f"| {name} | {method} | {m['style_fraction']:.3f} | {m['ssim']:.3f} | {m['hed_f1']:.3f} | "
-                         f"{m['canny_f1']:.3f} | {chroma} | {m['seconds']:.1f} |")
-    return "\n".join(lines)
 
 
 def _save(image: Image.Image, path: Path) -> Path:
