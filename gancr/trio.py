@@ -17,7 +17,13 @@ from gancr.components.base import Balancer, ContentLoss, StyleLoss, crop_to, pad
 if TYPE_CHECKING:  # pragma: no cover
     from gancr.spec import Spec
 
-__all__ = ["Generator", "ContentNet", "Trio", "Losses", "LossTerm"]
+__all__ = ["apply_change", "Generator", "ContentNet", "Trio", "Losses", "LossTerm"]
+
+
+def apply_change(x: Tensor, change: Tensor) -> Tensor:
+    """A residual generator's output ``clamp(x + 2 d - 1, 0, 1)`` from its decoder's image ``d``
+    in [0, 1] (``d = 0.5`` leaves ``x`` as it is); ``(B, 3, H, W)`` both."""
+    return (x + 2.0 * change - 1.0).clamp(0.0, 1.0)
 
 
 class Generator(nn.Module):
@@ -47,7 +53,7 @@ class Generator(nn.Module):
         features = [*features[:-1], self.neck(features[-1])]
         out = crop_to(self.decoder(features), h + 2 * m, w + 2 * m)[..., m:m + h, m:m + w]
         if self.residual:
-            return (x + 2.0 * out - 1.0).clamp(0.0, 1.0)
+            return apply_change(x, out)
         return out
 
     @torch.no_grad()

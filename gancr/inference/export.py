@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from gancr.errors import GancrError
 from gancr.inference.load import load_generator
 from gancr.storage.files import atomic_write, check_output, write_bytes
+from gancr.trio import apply_change
 from gancr.storage.records import InferenceWeights, generator_file_bytes
 
 __all__ = [
@@ -104,7 +105,7 @@ class ExportableGenerator(nn.Module):
         features = [*features[:-1], self.neck(features[-1])]
         out = self.decoder(features)[:, :, m:h - m, m:w - m]
         if self.residual:
-            return (image + 2.0 * out - 1.0).clamp(0.0, 1.0)
+            return apply_change(image, out)
         return out
 
 
