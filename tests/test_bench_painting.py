@@ -98,3 +98,39 @@ def test_the_benchmark_trains_scores_three_methods_and_writes_the_grid(tmp_path,
     with Image.open(tmp_path / "gallery" / "gallery_strip.jpg") as strip:
         assert strip.size == (3 * 160 + 2 * 4, 160)  # painting | photograph | recipe
     assert "| painting | recipe |" in done.stdout and "| **all** | gatys |" in done.stdout
+
+
+def test_gatys_outputs_of_an_earlier_run_are_reused_only_when_made_alike(tmp_path, monkeypatch):
+    import gancr.bench.painting as bench
+
+    photos, holdout = _images(tmp_path / "photos", 3, 0), _images(tmp_path / "holdout", 2, 1)
+    painting = tmp_path / "painting.png"
+    save_image(torch.rand(3, 36, 30, generator=torch.Generator().manual_seed(2)), painting)
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    common = ["bench", "painting", "--painting", str(painting), "--photos", str(photos), "--holdout", str(holdout),
+              "--spec", str(tmp_path / "spec.yaml"), "--gatys-steps", "2"]
+    assert main([*common, "--out", str(tmp_path / "first"), "--json", str(tmp_path / "first.json")]) == 0
+    first = json.loads((tmp_path / "first.json").read_text())
+    record = json.loads((tmp_path / "first" / "outputs" / "painting" / "0_gatys.json").read_text())
+    assert record["gatys"]["steps"] == 2 and record["size"] == SIZE and len(record["photo_sha256"]) == 64
+
+    calls = []
+    real_gatys = bench.gatys
+    monkeypatch.setattr(bench, "gatys", lambda *a, **k: calls.append(1) or real_gatys(*a, **k))
+    run = ["--run", str(tmp_path / "first" / "run_painting")]
+    assert main([*common, *run, "--gatys-from", str(tmp_path / "first"), "--out", str(tmp_path / "second"),
+                 "--json", str(tmp_path / "second.json")]) == 0
+    assert calls == []  # both photographs' outputs were reused
+    second = json.loads((tmp_path / "second.json").read_text())
+    pairs = [(a, b) for a, b in zip(first["rows"], second["rows"]) if a["method"] == "gatys"]
+    assert len(pairs) == 2
+    for a, b in pairs:  # the same output, read back from its 8-bit PNG
+        assert b["seconds"] == a["seconds"] and b["style_fraction"] == pytest.approx(a["style_fraction"], abs=0.02)
+    assert (tmp_path / "second" / "outputs" / "painting" / "1_gatys.json").exists()  # and recorded again
+
+    # other settings, or a photograph changed since: optimised again
+    save_image(torch.rand(3, 40, 48), holdout / "1.png")
+    assert main([*common[:-1], "3", *run, "--gatys-from", str(tmp_path / "first"), "--out", str(tmp_path / "third")]) == 0
+    assert len(calls) == 2
+    assert main([*common, *run, "--gatys-from", str(tmp_path / "first"), "--out", str(tmp_path / "fourth")]) == 0
+    assert len(calls) == 3  # photograph 1 only

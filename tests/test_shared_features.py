@@ -178,3 +178,31 @@ def test_chroma_noise_penalises_only_colour_beyond_the_styles():
     value.backward()
     assert float(value) > 1 and speckled.grad.abs().sum() > 0
     assert loss.discriminator_loss(StyleBatch(smooth, speckled, None)) is None and not loss.adversarial
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised encoder")
+def test_an_unsquared_normalised_gram_loss_is_the_remaining_style_distance():
+    from gancr.metrics.style import gram_matrix, relative_gram_distance
+
+    torch.manual_seed(0)
+    enc = {"name": "vgg16", "layer": "relu2_1", "freeze": True}
+    spec = {"name": "gram", "encoder": enc, "normalize": True, "per_image": True, "target": "images"}
+    painting, fakes = torch.rand(3, 40, 48), torch.rand(3, 3, 32, 32)
+    plain = build_component("style_loss", {**spec, "squared": False})
+    squared = build_component("style_loss", spec)
+    for loss in (plain, squared):
+        loss.use_style_images([painting])
+    with torch.no_grad():
+        targets = [gram_matrix(f.double())[0] for f in plain.encoder(painting[None])]
+        expected = relative_gram_distance(plain.encoder(fakes), targets).mean()
+    assert float(plain.generator_loss(_batch(fakes, fakes))) == pytest.approx(float(expected), rel=1e-4)
+    with torch.no_grad():
+        # (an encoder of its own: random weights, drawn anew)
+        targets = [gram_matrix(f.double())[0] for f in squared.encoder(painting[None])]
+        squares = [((gram_matrix(f.double()) - t).square().sum((1, 2)) / t.square().sum()).mean()
+                   for f, t in zip(squared.encoder(fakes), targets)]
+    assert float(squared.generator_loss(_batch(fakes, fakes))) == pytest.approx(float(sum(squares) / len(squares)), rel=1e-4)
+    at_target = painting[None].clone().requires_grad_(True)
+    value = plain.generator_loss(_batch(fakes, at_target))
+    value.backward()
+    assert float(value) == pytest.approx(0.0, abs=1e-4) and torch.isfinite(at_target.grad).all()

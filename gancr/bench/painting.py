@@ -150,13 +150,44 @@ def _train(spec: Any, painting: Path, photos: str, run_dir: Path, steps: int | N
     return time.perf_counter() - start
 
 
+def _gatys_record(settings: GatysSettings, painting: Path, photo: Path) -> dict[str, Any]:
+    """What makes a Gatys output the same: its settings, the scored size and both images' bytes."""
+    from gancr.storage.integrity import file_sha256
+
+    return {"gatys": asdict(settings), "size": SIZE, "painting_sha256": file_sha256(painting),
+            "photo_sha256": file_sha256(photo)}
+
+
+def _reused_gatys(folder: Path | None, record: dict[str, Any], painting: Path, photo: Path) -> tuple[Any, float] | None:
+    """The Gatys output (and its seconds) an earlier run saved in ``folder/outputs/PAINTING/`` for the
+    same ``record``; None when there is none, or it was made otherwise."""
+    import json
+
+    from gancr.data import load_image
+
+    if folder is None:
+        return None
+    stem = folder / "outputs" / painting.stem / f"{photo.stem}_gatys"
+    try:
+        saved = json.loads(stem.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if {k: saved.get(k) for k in record} != record:
+        return None
+    return load_image(stem.with_suffix(".png"))[None], float(saved["seconds"])
+
+
 def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdout: list[Path],
-                   settings: GatysSettings, grid_dir: Path | None) -> tuple[list[dict[str, Any]], float]:
+                   settings: GatysSettings, grid_dir: Path | None,
+                   gatys_from: Path | None = None) -> tuple[list[dict[str, Any]], float]:
     """Score identity, recipe and Gatys on each held-out photograph; write the grid (``grid_dir/PAINTING.png``)
-    and the outputs (``grid_dir/outputs/PAINTING/PHOTO_recipe.png``, ``_gatys.png``); the painting's chroma."""
+    and the outputs (``grid_dir/outputs/PAINTING/PHOTO_recipe.png``, ``_gatys.png`` with ``_gatys.json``, what
+    made it); the painting's chroma. Gatys' outputs saved in ``gatys_from`` for the same settings and images are
+    scored instead of optimised again."""
     import torch
 
     from gancr.data import save_image
+    from gancr.evaluation import write_json
     from gancr.metrics.style import chroma_energy
 
     s = _load(painting)
@@ -168,9 +199,14 @@ def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdo
         with torch.no_grad():
             recipe = generator(x.to(scorer.device)).float().clamp(0, 1)
         recipe_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        painted = gatys(scorer, x, grams, settings)
-        gatys_seconds = time.perf_counter() - start
+        record = _gatys_record(settings, painting, path)
+        reused = _reused_gatys(gatys_from, record, painting, path)
+        if reused is None:
+            start = time.perf_counter()
+            painted = gatys(scorer, x, grams, settings)
+            gatys_seconds = time.perf_counter() - start
+        else:
+            painted, gatys_seconds = reused
         for method, y, seconds in (("identity", x, 0.0), ("recipe", recipe, recipe_seconds), ("gatys", painted, gatys_seconds)):
             rows.append({"painting": painting.stem, "photo": path.stem, "method": method,
                          **scorer.score(x, y, grams), "seconds": seconds})
@@ -178,6 +214,7 @@ def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdo
         if grid_dir is not None:
             for method, y in (("recipe", recipe), ("gatys", painted)):
                 save_image(y[0].cpu(), grid_dir / "outputs" / painting.stem / f"{path.stem}_{method}.png")
+            write_json({**record, "seconds": gatys_seconds}, grid_dir / "outputs" / painting.stem / f"{path.stem}_gatys.json")
     if grid_dir is not None:
         _save_grid(tiles, s, grid_dir / f"{painting.stem}.png")
     return rows, float(chroma_energy(s))
@@ -230,8 +267,9 @@ def summarize(rows: list[dict[str, Any]], chroma_style: dict[str, float]) -> dic
 def bench_painting(paintings: list[Path], photos: str, holdout: list[Path], *, spec: str = "examples/painting.yaml",
                    out_dir: Path, steps: int | None = None, runs: dict[str, Path] | None = None,
                    settings: GatysSettings = GatysSettings(), device: str = "cpu", quiet: bool = True,
-                   log: Any = print) -> dict[str, Any]:
-    """Train (or reuse, ``runs[painting stem]``) and score the recipe beside identity and Gatys.
+                   gatys_from: Path | None = None, log: Any = print) -> dict[str, Any]:
+    """Train (or reuse, ``runs[painting stem]``) and score the recipe beside identity and Gatys
+    (optimised, or reused from an earlier ``out_dir`` ``gatys_from`` that made it alike).
 
     Returns a JSON-ready result: ``rows`` (one per painting, photograph and method), ``summary``
     (means and the goal), ``training`` (seconds per painting), ``chroma_style``, ``gatys`` (its settings).
@@ -256,7 +294,7 @@ def bench_painting(paintings: list[Path], photos: str, holdout: list[Path], *, s
         generator = load_generator(run_dir, device=device).eval()
         log(f"bench painting: scoring {painting.stem} (Gatys: {settings.steps} steps per photograph)")
         painting_rows, chroma_style[painting.stem] = _painting_rows(scorer, generator, painting, holdout, settings,
-                                                                    out_dir)
+                                                                    out_dir, gatys_from)
         rows += painting_rows
     return {"rows": rows, "summary": summarize(rows, chroma_style), "training": training,
             "chroma_style": chroma_style, "gatys": asdict(settings), "size": SIZE, "layers": list(STYLE_LAYERS)}
@@ -302,6 +340,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gatys-lr", type=float, default=GatysSettings.lr, metavar="LR")
     p.add_argument("--gatys-content-weight", type=float, default=GatysSettings.content_weight, metavar="W")
     p.add_argument("--gatys-style-weight", type=float, default=GatysSettings.style_weight, metavar="W")
+    p.add_argument("--gatys-from", type=Path, default=None, metavar="DIR",
+                   help="an earlier run's --out: score the Gatys outputs it saved for the same settings, painting "
+                   "and photograph instead of optimising them again (the others are optimised)")
     output_argument(p, "--out", folder=True, required=True, metavar="DIR", help="runs and grids go here")
     output_argument(p, "--json", default=None, metavar="FILE", help="write the results as JSON")
     output_argument(p, "--markdown", default=None, metavar="FILE", help="write the tables as Markdown")
@@ -321,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
     result = bench_painting(
         paintings, args.photos, resolve_source(args.holdout), spec=args.spec, out_dir=Path(args.out), steps=args.steps,
         runs={p.stem: Path(r) for p, r in zip(paintings, args.runs)}, settings=settings, device=args.device,
+        gatys_from=args.gatys_from,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     text = painting_markdown(result)

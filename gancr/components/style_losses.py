@@ -146,6 +146,11 @@ class GramParams(ComponentParams):
         "batch", description="the style's Gram matrices: of the batch of style crops, or of the style images "
         "whole, as loaded (data.load_size), computed once before training (Johnson et al.'s target)",
     )
+    squared: bool = Field(
+        True, description="compare by the squared Frobenius distance (Gatys et al.); false: by the distance "
+        "itself, so that a layer already close is pushed as hard as one far away (with normalize: the "
+        "remaining style fraction's own terms)",
+    )
 
 
 class GramLoss(StyleLoss):
@@ -155,7 +160,8 @@ class GramLoss(StyleLoss):
     the frozen encoder and ``T_l`` the style's (the style batch's mean Gram matrix, or, with
     ``target: images``, the mean over the whole style images), the generator's loss is
     ``mean_l d_l`` with ``d_l = ||mean_b G_l(y_b) - T_l||_F^2`` (``per_image``:
-    ``mean_b ||G_l(y_b) - T_l||_F^2``), divided by ``||T_l||_F^2`` when ``normalize``.
+    ``mean_b ||G_l(y_b) - T_l||_F^2``), divided by ``||T_l||_F^2`` when ``normalize``;
+    without ``squared``, the same with ``||.||_F`` and ``||T_l||_F`` (the distance, not its square).
 
     No discriminator side. ``target: images`` needs :meth:`use_style_images` before the first
     step (the trainer calls it); its targets are buffers, kept in checkpoints.
@@ -164,13 +170,13 @@ class GramLoss(StyleLoss):
     adversarial = False
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None, normalize: bool = False,
-                 per_image: bool = False, target: str = "batch"):
+                 per_image: bool = False, target: str = "batch", squared: bool = True):
         super().__init__()
         from gancr.builder import build_component
 
         built = build_component("encoder", encoder or {"name": "vgg19", "layer": "relu4_1"})
         self.encoder, self.indices = frozen_encoder(built, layers, "style loss 'gram'")
-        self.normalize, self.per_image, self.target = normalize, per_image, target
+        self.normalize, self.per_image, self.target, self.squared = normalize, per_image, target, squared
         self.needs_style_images = target == "images"
         if self.needs_style_images:
             for k, i in enumerate(self.indices):
@@ -211,11 +217,13 @@ class GramLoss(StyleLoss):
         terms = []
         for i, target in zip(self.indices, targets):
             grams = gram_matrix(fy[i].float())
-            if self.per_image:
-                d = (grams - target).square().sum((1, 2)).mean()
-            else:
-                d = (grams.mean(0) - target).square().sum()
-            terms.append(d / target.square().sum().clamp_min(1e-12) if self.normalize else d)
+            diff = grams - target if self.per_image else (grams.mean(0) - target)[None]
+            d = diff.square().sum((1, 2))
+            scale = target.square().sum().clamp_min(1e-12)
+            if not self.squared:  # the gradient of a norm at zero is not finite: start it just above
+                d, scale = (d + 1e-12).sqrt(), scale.sqrt()
+            d = d.mean()
+            terms.append(d / scale if self.normalize else d)
         return torch.stack(terms).mean()
 
 
