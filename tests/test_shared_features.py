@@ -206,3 +206,25 @@ def test_an_unsquared_normalised_gram_loss_is_the_remaining_style_distance():
     value = plain.generator_loss(_batch(fakes, at_target))
     value.backward()
     assert float(value) == pytest.approx(0.0, abs=1e-4) and torch.isfinite(at_target.grad).all()
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised encoder")
+def test_a_gray_gram_loss_compares_the_luminance_alone():
+    from gancr.metrics.content import gray
+
+    torch.manual_seed(0)
+    enc = {"name": "vgg16", "layer": "relu2_1", "freeze": True}
+    loss = build_component("style_loss", {"name": "gram", "encoder": enc, "normalize": True, "per_image": True,
+                                          "target": "images", "gray": True})
+    painting, fakes = torch.rand(3, 40, 48), torch.rand(2, 3, 32, 32)
+    loss.use_style_images([painting])
+    value = float(loss.generator_loss(_batch(fakes, fakes)))
+    # the same loss, colour on, fed the gray images (same encoder): the same value
+    loss.gray = False
+    loss.use_style_images([gray(painting[None])[0].expand(3, -1, -1)])
+    assert float(loss.generator_loss(_batch(fakes, gray(fakes).expand(-1, 3, -1, -1)))) == pytest.approx(value, rel=1e-5)
+    assert float(loss.generator_loss(_batch(fakes, fakes))) != pytest.approx(value, rel=1e-3)  # colour counts there
+    # a painting's gray copy is the painting, for a gray loss: no distance left
+    loss.gray = True
+    loss.use_style_images([painting])
+    assert float(loss.generator_loss(_batch(fakes, gray(painting[None]).expand(-1, 3, -1, -1)))) == pytest.approx(0.0, abs=1e-5)

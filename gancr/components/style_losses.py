@@ -15,6 +15,7 @@ from pydantic import Field
 from torch import Tensor
 
 from gancr.components.base import StyleBatch, StyleLoss, as_list, frozen_encoder
+from gancr.metrics.content import gray
 from gancr.metrics.style import gram_matrix
 from gancr.errors import GancrError
 from gancr.registry import ComponentParams, Registry
@@ -146,6 +147,10 @@ class GramParams(ComponentParams):
         "batch", description="the style's Gram matrices: of the batch of style crops, or of the style images "
         "whole, as loaded (data.load_size), computed once before training (Johnson et al.'s target)",
     )
+    gray: bool = Field(
+        False, description="compare the luminance's texture alone: every image made gray (and repeated to "
+        "three channels) before the encoder, so that the style's brightness patterns are taught without its palette",
+    )
     squared: bool = Field(
         True, description="compare by the squared Frobenius distance (Gatys et al.); false: by the distance "
         "itself, so that a layer already close is pushed as hard as one far away (with normalize: the "
@@ -162,6 +167,7 @@ class GramLoss(StyleLoss):
     ``mean_l d_l`` with ``d_l = ||mean_b G_l(y_b) - T_l||_F^2`` (``per_image``:
     ``mean_b ||G_l(y_b) - T_l||_F^2``), divided by ``||T_l||_F^2`` when ``normalize``;
     without ``squared``, the same with ``||.||_F`` and ``||T_l||_F`` (the distance, not its square).
+    With ``gray``, every image (output and style) is its luminance, repeated to three channels.
 
     No discriminator side. ``target: images`` needs :meth:`use_style_images` before the first
     step (the trainer calls it); its targets are buffers, kept in checkpoints.
@@ -170,13 +176,14 @@ class GramLoss(StyleLoss):
     adversarial = False
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None, normalize: bool = False,
-                 per_image: bool = False, target: str = "batch", squared: bool = True):
+                 per_image: bool = False, target: str = "batch", gray: bool = False, squared: bool = True):
         super().__init__()
         from gancr.builder import build_component
 
         built = build_component("encoder", encoder or {"name": "vgg19", "layer": "relu4_1"})
         self.encoder, self.indices = frozen_encoder(built, layers, "style loss 'gram'")
         self.normalize, self.per_image, self.target, self.squared = normalize, per_image, target, squared
+        self.gray = gray
         self.needs_style_images = target == "images"
         if self.needs_style_images:
             for k, i in enumerate(self.indices):
@@ -193,7 +200,7 @@ class GramLoss(StyleLoss):
         device = next(iter(self.buffers())).device
         sums = [torch.zeros_like(getattr(self, f"target_{k}")) for k in range(len(self.indices))]
         for image in images:
-            feats = self.encoder(image[None].to(device, torch.float32))
+            feats = self.encoder(self._prepare(image[None].to(device, torch.float32)))
             for k, i in enumerate(self.indices):
                 sums[k] += gram_matrix(feats[i].float())[0]
         for k, total in enumerate(sums):
@@ -208,12 +215,18 @@ class GramLoss(StyleLoss):
                                  "use_style_images(images) first (gancr's trainer does)")
             return [getattr(self, f"target_{k}") for k in range(len(self.indices))]
         with torch.no_grad():
-            fs = self.encoder(real.detach())
+            fs = self.encoder(self._prepare(real.detach()))
             return [gram_matrix(fs[i].float()).mean(0) for i in self.indices]
+
+    def _prepare(self, images: Tensor) -> Tensor:
+        """``(B, 3, H, W)`` as the encoder sees them: their luminance, repeated, with ``gray``."""
+        if not self.gray:
+            return images
+        return gray(images).expand(-1, 3, -1, -1)
 
     def generator_loss(self, batch: StyleBatch) -> Tensor:
         targets = self._targets(batch.real)
-        fy = self.encoder(batch.fake)
+        fy = self.encoder(self._prepare(batch.fake))
         terms = []
         for i, target in zip(self.indices, targets):
             grams = gram_matrix(fy[i].float())
