@@ -134,3 +134,9 @@ def test_gatys_outputs_of_an_earlier_run_are_reused_only_when_made_alike(tmp_pat
     assert len(calls) == 2
     assert main([*common, *run, "--gatys-from", str(tmp_path / "first"), "--out", str(tmp_path / "fourth")]) == 0
     assert len(calls) == 3  # photograph 1 only
+    # a record without its image, or an image without its record: optimised again, nothing lost
+    (tmp_path / "first" / "outputs" / "painting" / "0_gatys.png").unlink()
+    (tmp_path / "fourth" / "outputs" / "painting" / "1_gatys.json").write_text("{not json")
+    assert main([*common, *run, "--gatys-from", str(tmp_path / "first"), "--out", str(tmp_path / "fifth")]) == 0
+    assert main([*common, *run, "--gatys-from", str(tmp_path / "fourth"), "--out", str(tmp_path / "sixth")]) == 0
+    assert len(calls) == 3 + 2 + 1

@@ -170,11 +170,11 @@ def _reused_gatys(folder: Path | None, record: dict[str, Any], painting: Path, p
     stem = folder / "outputs" / painting.stem / f"{photo.stem}_gatys"
     try:
         saved = json.loads(stem.with_suffix(".json").read_text())
-    except (OSError, ValueError):
+        if not isinstance(saved, dict) or {k: saved.get(k) for k in record} != record:
+            return None
+        return load_image(stem.with_suffix(".png"))[None], float(saved["seconds"])
+    except (OSError, ValueError, TypeError, KeyError, GancrError):  # missing, unreadable, or half a record
         return None
-    if {k: saved.get(k) for k in record} != record:
-        return None
-    return load_image(stem.with_suffix(".png"))[None], float(saved["seconds"])
 
 
 def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdout: list[Path],
