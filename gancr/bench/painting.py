@@ -150,11 +150,12 @@ def _train(spec: Any, painting: Path, photos: str, run_dir: Path, steps: int | N
     return time.perf_counter() - start
 
 
-def _gatys_record(settings: GatysSettings, painting: Path, photo: Path) -> dict[str, Any]:
-    """What makes a Gatys output the same: its settings, the scored size and both images' bytes."""
+def _gatys_record(settings: GatysSettings, painting_sha256: str, photo: Path) -> dict[str, Any]:
+    """What makes a Gatys output the same: its settings, the scored size and both images' bytes
+    (the painting's SHA-256, computed once per painting, and the photograph's)."""
     from gancr.storage.integrity import file_sha256
 
-    return {"gatys": asdict(settings), "size": SIZE, "painting_sha256": file_sha256(painting),
+    return {"gatys": asdict(settings), "size": SIZE, "painting_sha256": painting_sha256,
             "photo_sha256": file_sha256(photo)}
 
 
@@ -189,9 +190,11 @@ def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdo
     from gancr.data import save_image
     from gancr.evaluation import write_json
     from gancr.metrics.style import chroma_energy
+    from gancr.storage.integrity import file_sha256
 
     s = _load(painting)
     grams = scorer.style_grams(s)
+    painting_sha256 = file_sha256(painting)
     rows, tiles = [], []
     for path in holdout:
         x = _load(path)
@@ -199,7 +202,7 @@ def _painting_rows(scorer: PaintingScorer, generator: Any, painting: Path, holdo
         with torch.no_grad():
             recipe = generator(x.to(scorer.device)).float().clamp(0, 1)
         recipe_seconds = time.perf_counter() - start
-        record = _gatys_record(settings, painting, path)
+        record = _gatys_record(settings, painting_sha256, path)
         reused = _reused_gatys(gatys_from, record, painting, path)
         if reused is None:
             start = time.perf_counter()
