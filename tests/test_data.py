@@ -426,6 +426,36 @@ def test_load_side_longer_puts_every_image_at_one_scale_and_style_images_are_who
         UnpairedImages(content, style, image_size=32, load_side="wider")
 
 
+@pytest.mark.parametrize("cache", [True, False])
+@pytest.mark.parametrize("augment", [True, False])
+def test_style_border_keeps_a_paintings_frame_out_of_every_style_sample(tmp_path, cache, augment):
+    """A painting with a red strip along its edges: trimmed, no style crop shows red, the
+    content is untouched, and style_images() (a Gram target's) is still the whole painting."""
+    frame = np.full((80, 100, 3), (40, 90, 200), np.uint8)  # blue inside
+    frame[:6], frame[-6:], frame[:, :6], frame[:, -6:] = (230, 20, 20), (230, 20, 20), (230, 20, 20), (230, 20, 20)
+    (tmp_path / "style").mkdir()
+    Image.fromarray(frame).save(tmp_path / "style" / "framed.png")
+    content = _folder(tmp_path, 1, "content", (80, 100))
+
+    def red_share(ds, n=24):
+        samples = torch.stack([ds[k]["style"] for k in range(n)]).float()
+        if not augment:  # the loader's uint8 squares, for DeviceAugment
+            samples = samples / 255
+        return float(((samples[:, 0] > 0.6) & (samples[:, 2] < 0.4)).float().mean())
+
+    common = dict(image_size=32, load_size=100, load_side="longer", crop_scale=(0.6, 1.0), cache=cache, augment=augment)
+    assert red_share(UnpairedImages(content, tmp_path / "style", **common)) > 0.01
+    trimmed = UnpairedImages(content, tmp_path / "style", style_border=0.1, **common)
+    assert red_share(trimmed) == 0.0
+    whole = trimmed.style_images()[0]
+    assert whole.shape == (3, 80, 100) and float(whole[0, 0, 0]) > 0.8  # the frame is still there
+    plain = UnpairedImages(content, tmp_path / "style", **common)
+    assert torch.equal(trimmed[3]["content"], plain[3]["content"])
+    for bad in (-0.1, 0.5):
+        with pytest.raises(ValueError, match="style_border must be in"):
+            UnpairedImages(content, tmp_path / "style", image_size=32, style_border=bad)
+
+
 def test_dataset_skips_corrupt_files_with_warnings(tmp_path):
     content = _folder(tmp_path, 2, "content")
     (content / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -228,3 +228,38 @@ def test_a_gray_gram_loss_compares_the_luminance_alone():
     loss.gray = True
     loss.use_style_images([painting])
     assert float(loss.generator_loss(_batch(fakes, gray(painting[None]).expand(-1, 3, -1, -1)))) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*randomly initialised encoder")
+def test_a_gram_loss_with_a_margin_sees_reflected_edges_not_the_encoders_zero_padding():
+    import torch.nn.functional as F
+
+    from gancr.metrics.style import gram_matrix
+
+    torch.manual_seed(0)
+    enc = {"name": "vgg16", "layer": "relu3_1", "freeze": True}
+    spec = {"name": "gram", "encoder": enc, "normalize": True, "per_image": True, "target": "images"}
+    loss = build_component("style_loss", {**spec, "margin": 8})
+    # relu1_1, relu2_1, relu3_1 at reductions 1, 2, 4: 8 // r padded positions off each side
+    assert loss.trims == [8, 4, 2]
+    painting, fakes = torch.rand(3, 40, 48), torch.rand(2, 3, 32, 32)
+    loss.use_style_images([painting])
+
+    def grams(images):  # by hand: reflect-pad, encode, drop the padded positions
+        feats = loss.encoder(F.pad(images, (8,) * 4, mode="reflect"))
+        return [gram_matrix(f[..., t:-t, t:-t]) for f, t in zip(feats, (8, 4, 2))]
+
+    with torch.no_grad():
+        targets = [g[0] for g in grams(painting[None])]
+        assert all(torch.allclose(getattr(loss, f"target_{k}"), t, rtol=1e-5) for k, t in enumerate(targets))
+        terms = [((g - t).square().sum((1, 2)) / t.square().sum()).mean() for g, t in zip(grams(fakes), targets)]
+    assert float(loss.generator_loss(_batch(fakes, fakes))) == pytest.approx(float(sum(terms) / 3), rel=1e-4)
+
+    # a flat colour has no edges: with a margin (deep enough for relu1_1 and relu2_1's receptive
+    # fields) its Gram matrices are the same at any size; without, its borders against the
+    # encoder's zero padding are edges, a share of the image that changes with its size
+    shallow = {**enc, "layer": "relu2_1"}
+    for margin, same in ((8, True), (0, False)):
+        flat = build_component("style_loss", {**spec, "encoder": shallow, "margin": margin})
+        small, large = ([g[0] for g in flat._grams(torch.full((1, 3, n, n), 0.7))] for n in (24, 48))
+        assert all(torch.allclose(a, b, rtol=1e-4) for a, b in zip(small, large)) is same

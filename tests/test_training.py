@@ -460,8 +460,10 @@ def test_the_device_augmentation_trains_and_resumes_bit_for_bit(tmp_path, image_
     # data.augment_on: device crops, flips and rotates the hue on the training device, drawing from
     # torch's global generator, which a checkpoint keeps: a resumed run still repeats a straight one
     spec = _resume_spec(image_dirs)
-    spec["data"].update(augment_on="device", style_hue=0.2)
-    assert _trainer(spec, tmp_path / "a", max_steps=3).fit().status == "max_steps"
+    spec["data"].update(augment_on="device", style_hue=0.2, style_border=0.1)
+    first = _trainer(spec, tmp_path / "a", max_steps=3)
+    assert first.dataset.style_border == 0.1  # the spec's data section reaches the dataset
+    assert first.fit().status == "max_steps"
     assert _trainer(spec, tmp_path / "a", resume=True).fit().status == "finished"
     _trainer(spec, tmp_path / "b").fit()
     assert_same_tensors(generator_tensors(tmp_path / "a" / "generator.safetensors"),

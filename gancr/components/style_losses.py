@@ -156,6 +156,11 @@ class GramParams(ComponentParams):
         "itself, so that a layer already close is pushed as hard as one far away (with normalize: the "
         "remaining style fraction's own terms)",
     )
+    margin: int = Field(
+        0, ge=0, le=64, description="reflect-pad every image by this many pixels before the encoder and leave "
+        "the padded positions out of the Gram matrices: an image's edges are then no edges against the "
+        "encoder's zero padding, which a generator otherwise uses as free texture (bright bars along the borders)",
+    )
 
 
 class GramLoss(StyleLoss):
@@ -168,6 +173,9 @@ class GramLoss(StyleLoss):
     ``mean_b ||G_l(y_b) - T_l||_F^2``), divided by ``||T_l||_F^2`` when ``normalize``;
     without ``squared``, the same with ``||.||_F`` and ``||T_l||_F`` (the distance, not its square).
     With ``gray``, every image (output and style) is its luminance, repeated to three channels.
+    With ``margin``, every image (output and style) is reflect-padded by ``margin`` pixels and
+    each feature loses ``margin // r_l`` positions on each side (``r_l`` the layer's reduction)
+    before its Gram matrix is taken.
 
     No discriminator side. ``target: images`` needs :meth:`use_style_images` before the first
     step (the trainer calls it); its targets are buffers, kept in checkpoints.
@@ -176,7 +184,8 @@ class GramLoss(StyleLoss):
     adversarial = False
 
     def __init__(self, encoder: object = None, layers: list[str] | None = None, normalize: bool = False,
-                 per_image: bool = False, target: str = "batch", gray: bool = False, squared: bool = True):
+                 per_image: bool = False, target: str = "batch", gray: bool = False, squared: bool = True,
+                 margin: int = 0):
         super().__init__()
         from gancr.builder import build_component
 
@@ -184,6 +193,9 @@ class GramLoss(StyleLoss):
         self.encoder, self.indices = frozen_encoder(built, layers, "style loss 'gram'")
         self.normalize, self.per_image, self.target, self.squared = normalize, per_image, target, squared
         self.gray = gray
+        self.margin = margin
+        # the padded positions of feature l, on each side: margin // reduction
+        self.trims = [margin // self.encoder.feature_info[i].reduction for i in self.indices]
         self.needs_style_images = target == "images"
         if self.needs_style_images:
             for k, i in enumerate(self.indices):
@@ -200,9 +212,9 @@ class GramLoss(StyleLoss):
         device = next(iter(self.buffers())).device
         sums = [torch.zeros_like(getattr(self, f"target_{k}")) for k in range(len(self.indices))]
         for image in images:
-            feats = self.encoder(self._prepare(image[None].to(device, torch.float32)))
-            for k, i in enumerate(self.indices):
-                sums[k] += gram_matrix(feats[i].float())[0]
+            grams = self._grams(image[None].to(device, torch.float32))
+            for k, gram in enumerate(grams):
+                sums[k] += gram[0]
         for k, total in enumerate(sums):
             getattr(self, f"target_{k}").copy_(total / len(images))
         self.target_set.fill_(True)
@@ -215,21 +227,26 @@ class GramLoss(StyleLoss):
                                  "use_style_images(images) first (gancr's trainer does)")
             return [getattr(self, f"target_{k}") for k in range(len(self.indices))]
         with torch.no_grad():
-            fs = self.encoder(self._prepare(real.detach()))
-            return [gram_matrix(fs[i].float()).mean(0) for i in self.indices]
+            return [gram.mean(0) for gram in self._grams(real.detach())]
 
     def _prepare(self, images: Tensor) -> Tensor:
-        """``(B, 3, H, W)`` as the encoder sees them: their luminance, repeated, with ``gray``."""
-        if not self.gray:
-            return images
-        return gray(images).expand(-1, 3, -1, -1)
+        """``(B, 3, H, W)`` as the encoder sees them: their luminance, repeated, with ``gray``;
+        reflect-padded by ``margin``."""
+        if self.gray:
+            images = gray(images).expand(-1, 3, -1, -1)
+        if self.margin:
+            images = F.pad(images, (self.margin,) * 4, mode="reflect")
+        return images
+
+    def _grams(self, images: Tensor) -> list[Tensor]:
+        """The Gram matrix ``(B, C_l, C_l)`` float32 of each compared layer, the margin's positions left out."""
+        feats = self.encoder(self._prepare(images))
+        return [gram_matrix(_inner(feats[i], trim).float()) for i, trim in zip(self.indices, self.trims)]
 
     def generator_loss(self, batch: StyleBatch) -> Tensor:
         targets = self._targets(batch.real)
-        fy = self.encoder(self._prepare(batch.fake))
         terms = []
-        for i, target in zip(self.indices, targets):
-            grams = gram_matrix(fy[i].float())
+        for grams, target in zip(self._grams(batch.fake), targets):
             diff = grams - target if self.per_image else (grams.mean(0) - target)[None]
             d = diff.square().sum((1, 2))
             scale = target.square().sum().clamp_min(1e-12)
@@ -238,6 +255,15 @@ class GramLoss(StyleLoss):
             d = d.mean()
             terms.append(d / scale if self.normalize else d)
         return torch.stack(terms).mean()
+
+
+def _inner(features: Tensor, trim: int) -> Tensor:
+    """``(B, C, H, W)`` without ``trim`` positions on each side (at least one left each way)."""
+    if trim <= 0:
+        return features
+    h, w = features.shape[-2:]
+    ty, tx = min(trim, (h - 1) // 2), min(trim, (w - 1) // 2)
+    return features[..., ty : h - ty, tx : w - tx]
 
 
 class ChromaNoiseParams(ComponentParams):

@@ -39,6 +39,16 @@ def _load_resized(path: Path, load_size: int, side: str = "shorter", draft: bool
     return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
+def _trim_border(image: Tensor, fraction: float) -> Tensor:
+    """``image`` ``(C, H, W)`` without ``round(fraction * H)`` rows and ``round(fraction * W)`` columns
+    on each side (at least one pixel left each way)."""
+    if fraction <= 0:
+        return image
+    h, w = image.shape[-2:]
+    dy, dx = min(round(fraction * h), (h - 1) // 2), min(round(fraction * w), (w - 1) // 2)
+    return image[:, dy : h - dy, dx : w - dx].contiguous()
+
+
 def _generator(seed: int, k: int, domain: str) -> torch.Generator:
     digest = hashlib.blake2b(f"gancr.data:{seed}:{k}:{domain}".encode(), digest_size=8).digest()
     g = torch.Generator()
@@ -114,6 +124,9 @@ class UnpairedImages(torch.utils.data.Dataset):
         style_hue: rotate the hue of style samples by a uniform fraction of the colour
             circle in ``[-style_hue, style_hue]`` (0 to 0.5), so a discriminator judges a
             small style set by its look (flat areas, outlines, strokes) rather than its colours.
+        style_border: cut this fraction of each side off every style image after loading
+            (0 to < 0.5), so no style sample shows the image's frame or border strip;
+            :meth:`style_images` still returns the whole images.
         augment: crop, flip and jitter here (the default). ``False`` returns the centred
             ``load_size`` square of the drawn image as uint8, for :class:`DeviceAugment` to
             crop, flip and jitter on the training device.
@@ -141,6 +154,7 @@ class UnpairedImages(torch.utils.data.Dataset):
         crop_scale: tuple[float, float] = (0.5, 1.0),
         flip: bool = True,
         style_hue: float = 0.0,
+        style_border: float = 0.0,
         augment: bool = True,
         seed: int = 0,
         cache: bool = True,
@@ -168,6 +182,9 @@ class UnpairedImages(torch.utils.data.Dataset):
         if not 0.0 <= float(style_hue) <= 0.5:
             raise ValueError(f"UnpairedImages: style_hue must be in [0, 0.5], got {style_hue!r}")
         self.style_hue = float(style_hue)
+        if not 0.0 <= float(style_border) < 0.5:
+            raise ValueError(f"UnpairedImages: style_border must be in [0, 0.5), got {style_border!r}")
+        self.style_border = float(style_border)
         self.augment = bool(augment)
         self.seed = operator.index(seed)
         self.cache = bool(cache)
@@ -175,14 +192,18 @@ class UnpairedImages(torch.utils.data.Dataset):
         self.content_source = source_label(content)
         self.style_source = source_label(style)
         self.content_paths, self._content_cache = self._validate(content, self.content_source)
-        self.style_paths, self._style_cache = self._validate(style, self.style_source)
+        self.style_paths, self._style_cache = self._validate(style, self.style_source, self.style_border)
 
-    def _validate(self, source: Source, label: str) -> tuple[list[Path], list[Tensor] | None]:
+    def _load(self, path: Path, border: float = 0.0) -> Tensor:
+        """uint8 ``(3, h, w)`` at the loading size, ``border`` cut off each side."""
+        return _trim_border(_load_resized(path, self.load_size, self.load_side), border)
+
+    def _validate(self, source: Source, label: str, border: float = 0.0) -> tuple[list[Path], list[Tensor] | None]:
         paths = resolve_source(source)
 
         def attempt(p: Path) -> Tensor | DataError:
             try:
-                return _load_resized(p, self.load_size, self.load_side)
+                return self._load(p, border)
             except DataError as e:
                 return e
 
@@ -242,7 +263,8 @@ class UnpairedImages(torch.utils.data.Dataset):
     def _sample(self, k: int, domain: str, paths: list[Path], cache: list[Tensor] | None) -> Tensor:
         g = _generator(self.seed, k, domain)
         index = _randint(g, len(paths))
-        image = cache[index] if cache is not None else _load_resized(paths[index], self.load_size, self.load_side)
+        border = self.style_border if domain == "style" else 0.0
+        image = cache[index] if cache is not None else self._load(paths[index], border)
         h, w = image.shape[-2:]
         if not self.augment:  # the centred square; DeviceAugment does the rest
             side = min(h, w)

@@ -226,6 +226,13 @@ class DataSpec(Section):
         0.0, ge=0, le=0.5,
         description="rotate style samples' hue by up to this fraction of the colour circle",
     )
+    style_border: float = Field(
+        0.0, ge=0, lt=0.5,
+        description="cut this fraction of each side off the style images before crops are drawn: a "
+        "painting's frame, border strip or signature margin never reaches the discriminator, which "
+        "would teach the generator to paint it along every output's edges (style losses with "
+        "target: images still see the whole painting)",
+    )
     cache: bool = True
     augment_on: Literal["loader", "device"] = Field(
         "loader",

@@ -274,8 +274,8 @@ class Trainer:
             d, t = self.spec.data, self.spec.training
             self._dataset = UnpairedImages(
                 d.content, d.style, image_size=t.image_size, load_size=d.load_size, load_side=d.load_side,
-                crop_scale=tuple(d.crop_scale), flip=d.flip, style_hue=d.style_hue, seed=t.seed,
-                cache=d.cache, augment=d.augment_on == "loader",
+                crop_scale=tuple(d.crop_scale), flip=d.flip, style_hue=d.style_hue, style_border=d.style_border,
+                seed=t.seed, cache=d.cache, augment=d.augment_on == "loader",
             )
         return self._dataset
 
