@@ -263,3 +263,6 @@ def test_a_gram_loss_with_a_margin_sees_reflected_edges_not_the_encoders_zero_pa
         flat = build_component("style_loss", {**spec, "encoder": shallow, "margin": margin})
         small, large = ([g[0] for g in flat._grams(torch.full((1, 3, n, n), 0.7))] for n in (24, 48))
         assert all(torch.allclose(a, b, rtol=1e-4) for a, b in zip(small, large)) is same
+    # a margin as large as the image cannot be reflected: said plainly, not torch's padding error
+    with pytest.raises(gancr.GancrError, match="margin 8 reflects more than the image has.*8x8 px"):
+        loss.generator_loss(_batch(fakes, torch.rand(2, 3, 8, 8)))

@@ -235,6 +235,10 @@ class GramLoss(StyleLoss):
         if self.gray:
             images = gray(images).expand(-1, 3, -1, -1)
         if self.margin:
+            if self.margin >= min(images.shape[-2:]):
+                raise GancrError(f"style loss 'gram': margin {self.margin} reflects more than the image has: "
+                                 f"images of {images.shape[-2]}x{images.shape[-1]} px need a margin below "
+                                 f"{min(images.shape[-2:])} (lower margin, or raise training.image_size)")
             images = F.pad(images, (self.margin,) * 4, mode="reflect")
         return images
 
