@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from gancr.components.base import StyleBatch, StyleLoss, as_list, frozen_encoder
+from gancr.components.base import StyleBatch, StyleLoss, as_list, frozen_encoder, pad_margin
 from gancr.metrics.content import gray
 from gancr.metrics.style import gram_matrix
 from gancr.errors import GancrError
@@ -239,7 +239,7 @@ class GramLoss(StyleLoss):
                 raise GancrError(f"style loss 'gram': margin {self.margin} reflects more than the image has: "
                                  f"images of {images.shape[-2]}x{images.shape[-1]} px need a margin below "
                                  f"{min(images.shape[-2:])} (lower margin, or raise training.image_size)")
-            images = F.pad(images, (self.margin,) * 4, mode="reflect")
+            images = pad_margin(images, self.margin)
         return images
 
     def _grams(self, images: Tensor) -> list[Tensor]:
