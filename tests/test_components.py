@@ -375,6 +375,74 @@ def test_discriminator_shapes():
         assert tuple(dcgan(torch.rand(2, 3, *size)).shape) == (2, 1)
 
 
+def test_a_projected_discriminator_trains_heads_on_a_frozen_encoder():
+    """projected: one logit map per encoder feature, finest first; the encoder stays frozen and in
+    eval mode (no parameter of it trains, its weights are the spec's), while the heads learn and the
+    gradient reaches the image (the generator's signal)."""
+    torch.manual_seed(0)
+    spec = {"name": "projected", "encoder": {"name": "vgg16", "layer": "relu2_2"}, "width": 8}
+    d = build_component("discriminator", spec)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = d(x)
+    assert [tuple(o.shape) for o in out] == [(2, 1, 15, 15), (2, 1, 7, 7)]  # relu1_1, relu2_2
+    trainable = {n for n, p in d.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("heads.") for n in trainable)
+    assert not any(p.requires_grad for p in d.encoder.parameters())
+    d.train()
+    assert not d.encoder.training
+    sum(o.mean() for o in out).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in d.encoder.parameters())
+    deeper = build_component("discriminator", {**spec, "encoder": {"name": "vgg16", "layer": "relu3_1"}, "layers": 0})
+    assert [tuple(o.shape) for o in deeper(torch.rand(1, 3, 32, 32))] == [(1, 1, 31, 31), (1, 1, 15, 15), (1, 1, 7, 7)]
+    with pytest.raises(gancr.BuildError, match="RGB images"):
+        build_component("discriminator", spec, in_channels=1)
+
+
+def test_a_projected_discriminators_margin_hides_the_encoders_zero_padding():
+    """margin: the heads see the features of the reflected image with the margin cut off: a flat
+    image gives them flat features (no edge against the zero padding), at the sizes without it."""
+    torch.manual_seed(0)
+    spec = {"name": "projected", "encoder": {"name": "vgg16", "layer": "relu2_2"}, "width": 8}
+    seen: dict[int, list[torch.Tensor]] = {}
+
+    def heads_input(d):
+        inputs = []
+        hooks = [h.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach())) for h in d.heads]
+        out = d(torch.full((1, 3, 32, 40), 0.3))
+        for hook in hooks:
+            hook.remove()
+        return inputs, [tuple(o.shape) for o in out]
+
+    for margin in (0, 8):
+        d = build_component("discriminator", {**spec, "margin": margin})
+        seen[margin], shapes = heads_input(d)
+        assert shapes == [(1, 1, 15, 19), (1, 1, 7, 9)]
+    assert [f.shape for f in seen[8]] == [f.shape for f in seen[0]]
+    spread = lambda f: float((f - f[..., :1, :1]).abs().amax())  # noqa: E731
+    assert all(spread(f) < 1e-4 for f in seen[8])
+    assert all(spread(f) > 1e-2 for f in seen[0])
+
+
+def test_a_gray_projected_discriminator_judges_luminance_only():
+    """gray: the encoder gets the luma in all three channels, so a recoloured image with the same
+    luma gets the same logits."""
+    from kornia.color import rgb_to_grayscale
+
+    torch.manual_seed(0)
+    spec = {"name": "projected", "encoder": {"name": "vgg16", "layer": "relu1_2"}, "width": 8}
+    d = build_component("discriminator", {**spec, "gray": True})
+    x = torch.rand(1, 3, 32, 32)
+    recoloured = x.clone()
+    recoloured[:, 0] += 0.1
+    recoloured[:, 1] -= 0.1 * 0.299 / 0.587
+    assert torch.allclose(rgb_to_grayscale(recoloured), rgb_to_grayscale(x), atol=1e-5)
+    assert torch.allclose(d(x)[0], d(recoloured)[0], atol=1e-3)
+    colour = build_component("discriminator", spec)
+    colour.load_state_dict(d.state_dict())
+    assert not torch.allclose(colour(x)[0], colour(recoloured)[0], atol=1e-2)
+
+
 def test_edge_loss_canny_and_color_spaces():
     x = torch.rand(1, 3, 32, 32)
     y = torch.rand(1, 3, 32, 32, requires_grad=True)

@@ -19,7 +19,7 @@ from gancr._torch_compat import TorchDispatchMode
 
 from gancr.bench.speed import find_reference
 from gancr.bench.timing import count_ops
-from gancr.components.base import LossContext, StyleBatch
+from gancr.components.base import LossContext, StyleBatch, set_requires_grad
 from gancr.training import Trainer, TrainingError
 from gancr.training.optimizers import lr_factor
 
@@ -217,7 +217,7 @@ def _plain_step(trainer: Trainer, x: torch.Tensor, s: torch.Tensor) -> tuple[flo
             group["lr"] = base[name] * lr_factor(t.schedule, trainer.step, trainer.total_steps)
     G, C, D = trainer.generator, trainer.content_net, trainer.discriminator
     G.train(), C.train(), trainer.loss_modules.train()
-    D.requires_grad_(False)
+    set_requires_grad(D, False)
     for opt in trainer.optimizers.values():
         opt.zero_grad(set_to_none=True)
     fake = G(x)
@@ -241,7 +241,7 @@ def _plain_step(trainer: Trainer, x: torch.Tensor, s: torch.Tensor) -> tuple[flo
         with torch.no_grad():
             for e, p in zip(trainer.ema.module.parameters(), G.parameters()):
                 e.add_((p - e) * (1 - decay))
-    D.requires_grad_(True)
+    set_requires_grad(D, True)  # its own layers: a frozen encoder in it stays frozen
     fakes = trainer.pool.query(fake.detach())
     for _ in range(t.d_steps):
         trainer.optimizers["discriminator"].zero_grad(set_to_none=True)

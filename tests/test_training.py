@@ -231,6 +231,23 @@ def test_stage_2_trains_generator_and_content_net_jointly(tmp_path, image_dirs):
         assert changed(before[name], {"G": trainer.generator, "C": trainer.content_net, "D": trainer.discriminator}[name]), name
 
 
+def test_a_discriminator_on_a_frozen_encoder_trains_its_heads_only(tmp_path, image_dirs):
+    """The trainer switches D's gradients off for G's update and on for D's own: a frozen
+    encoder inside D (``projected``) stays frozen through both, so its weights never move and get
+    no gradients, while its heads learn."""
+    spec = tiny_spec(*image_dirs, training={"stages": [{"name": "separate", "steps": 1}, {"name": "joint", "steps": 2}]})
+    spec["model"]["discriminator"] = {"name": "projected", "encoder": {"name": "vgg16", "layer": "relu1_2"}, "width": 8}
+    trainer = _trainer(spec, tmp_path / "run")
+    D = trainer.discriminator
+    encoder = {k: v.clone() for k, v in D.encoder.state_dict().items()}
+    heads = params(D.heads)
+    for step in range(3):
+        trainer.train_step(*_batch(step))
+    assert all(torch.equal(v, D.encoder.state_dict()[k]) for k, v in encoder.items())
+    assert all(not p.requires_grad and p.grad is None for p in D.encoder.parameters())
+    assert changed(heads, D.heads) and all(p.requires_grad for p in D.heads.parameters())
+
+
 def test_stage_1_with_a_shared_encoder_trains_it_on_both_tasks(tmp_path, image_dirs):
     spec = tiny_spec(*image_dirs, model={"content_net": {"share_encoder": True, "encoder": None}})
     trainer = _trainer(spec, tmp_path / "run")

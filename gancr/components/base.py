@@ -34,6 +34,7 @@ __all__ = [
     "as_list",
     "warn_untrained",
     "freeze",
+    "set_requires_grad",
     "Freezable",
     "FeatureMemo",
     "frozen_encoder",
@@ -213,6 +214,15 @@ def freeze(module: nn.Module) -> nn.Module:
         p.requires_grad_(False)
     module.frozen = True  # type: ignore[assignment]
     return module.eval()
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """``module.requires_grad_(flag)``, except that the parameters of its :func:`freeze`-d
+    submodules keep no gradients: a discriminator built on a frozen pretrained encoder trains its
+    own layers only, whatever the trainer switches on and off around its update."""
+    frozen = {id(p) for m in module.modules() if getattr(m, "frozen", False) for p in m.parameters()}
+    for p in module.parameters():
+        p.requires_grad_(flag and id(p) not in frozen)
 
 
 class Freezable(nn.Module):

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from gancr._torch_compat import fused_step_unless
-from gancr.components.base import Balancer, LossContext, StyleBatch, weighted
+from gancr.components.base import Balancer, LossContext, StyleBatch, set_requires_grad, weighted
 from gancr.devices import autocast
 from gancr.errors import TrainingError
 from gancr.training.distributed import Distributed
@@ -475,7 +475,7 @@ class TrainingStep:
         host (none ``on_device``: they are read when a step logs). A step with a non-finite
         value read on the host was skipped."""
         c = self.collaborators
-        c.discriminator.requires_grad_(False)
+        set_requires_grad(c.discriminator, False)
         # D's gradients are cleared before its own update, and an untrained content net has none
         for name in ("generator", "content_net") if self.settings.train_content_net else ("generator",):
             c.optimizers[name].zero_grad(set_to_none=True)
@@ -516,7 +516,7 @@ class TrainingStep:
         """``d_steps`` updates of ``D`` on ``s`` and the (pooled, detached) fakes; returns the
         loss keys, their values stacked (and read, when not ``on_device``), and whether skipped."""
         c = self.collaborators
-        c.discriminator.requires_grad_(True)
+        set_requires_grad(c.discriminator, True)  # not a frozen encoder inside it
         fake = fake.detach()
         fake = c.pool.query(fake.nan_to_num() if on_device else fake)
         real = s.detach().requires_grad_(True) if c.losses.needs_real_grad else s
