@@ -18,7 +18,7 @@ PYTHON=${PYTHON:-python3}  # the interpreter with gancr's needs
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 REPEATS=${REPEATS:-5}
 if [ "$REPEATS" -lt 5 ]; then echo "REPEATS must be 5 or more" >&2; exit 2; fi
-# steps per timing: a quickstart step is about 50 ms, so 10 of them per repeat; a cyclegan_like one
+# steps per timing: a quickstart step is 0.1-0.25 s, so 10 of them per repeat; a cyclegan_like one
 # is 1-3 s, so 3
 QS_SIZE=64 CG_SIZE=128 TIMING=(--warmup 2 --repeats "$REPEATS")
 run() {  # a command, or with DRY=1 its words on one line

@@ -3,10 +3,11 @@
 The same networks and losses written by hand: a conv encoder (16, 32) and a U-Net decoder
 as the generator, no neck (a small receptive field), whose output is added to its input
 (residual, starting at zero); a content net (conv encoder (16, 32, 64), upsample-conv
-decoder) trained on reconstruction; a 2-layer spectrally normalised PatchGAN on the
-luminance, with a binomial blur before its stride-2 convolutions; content L1 + 3 x Lab chroma
-L1 + 0.25 x SSIM dissimilarity, style 0.5 x LSGAN; joint weights w_c = W_C, w_g = 1; Adam at
-3e-4 (G), 1e-3 (C), 4e-4 (D);
+decoder) trained on reconstruction; a discriminator of spectrally normalised heads (with a
+binomial blur before their stride-2 convolution) on relu1_1 and relu2_2 of a frozen VGG16 that
+sees the image reflected by MARGIN pixels; content L1 + COLOR_WEIGHT x Lab chroma L1 +
+SSIM_WEIGHT x SSIM dissimilarity, style LSGAN_WEIGHT x LSGAN; joint weights w_c = W_C, w_g = 1;
+Adam at 3e-4 (G), 1e-3 (C), 4e-4 (the discriminator's heads);
 an EMA of the generator (decay 0.98, warmed up as min(0.98, (1 + n) / (10 + n))).
 ``benchmarks/speed.py`` times it against gancr's trainer in the same process.
 """
@@ -20,7 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 #: The joint stage's content weight (examples/quickstart.yaml's ``w_c``).
-W_C = 0.25
+W_C = 0.125
+#: The chroma and SSIM terms' weights among the content losses, and the LSGAN term's.
+COLOR_WEIGHT = 6.0
+SSIM_WEIGHT = 0.3
+LSGAN_WEIGHT = 0.5
+#: The discriminator's margin (pixels reflected on each side before its VGG16).
+MARGIN = 8
 
 
 def _block(cin, cout, k, stride=1):
@@ -89,21 +96,54 @@ class BlurConv(nn.Conv2d):
         return super().forward(filter2d(x, kernel, border_type="reflect"))
 
 
-class PatchGAN(nn.Module):
+class VGG16ToRelu2_2(nn.Module):
+    """VGG16's first four convolutions (torchvision's layout), frozen; returns relu1_1 and relu2_2
+    of the image in Caffe's preprocessing (BGR, 0-255, minus the mean: HED's weights')."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(True), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(True),
+            nn.MaxPool2d(2, 2), nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(True), nn.Conv2d(128, 128, 3, padding=1),
+            nn.ReLU(True),
+        )
+        self.register_buffer("mean", torch.tensor([104.00699, 116.66877, 122.67892]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.ones(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def forward(self, x):
+        h = (x.flip(1) * 255.0 - self.mean) / self.std
+        out = []
+        for i, module in enumerate(self.features):
+            h = module(h)
+            if i in (1, 8):
+                out.append(h)
+        return out
+
+
+class Projected(nn.Module):
+    """Spectrally normalised heads (a 1x1 projection, one blurred stride-2 conv, a 4x4 conv to a
+    logit) on relu1_1 and relu2_2 of the frozen VGG16, which sees the image reflected by MARGIN
+    pixels on each side; the heads see the features without the margin."""
+
     def __init__(self, width=32):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
-        self.model = nn.Sequential(
-            sn(BlurConv(1, width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            sn(BlurConv(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(2 * width, 4 * width, 4, 1, 1)), nn.LeakyReLU(0.2, True),
-            sn(nn.Conv2d(4 * width, 1, 4, 1, 1)),
+        self.encoder = VGG16ToRelu2_2().eval()
+        self.heads = nn.ModuleList(
+            nn.Sequential(sn(nn.Conv2d(c, width, 1)), nn.LeakyReLU(0.2, True),
+                          sn(BlurConv(width, width, 4, 2, 1)), nn.LeakyReLU(0.2, True),
+                          sn(nn.Conv2d(width, 1, 4, 1, 1)))
+            for c in (64, 128)
         )
 
     def forward(self, x):
-        from kornia.color import rgb_to_grayscale
+        features = self.encoder(F.pad(x, (MARGIN,) * 4, mode="reflect"))
+        return [head(f[..., t : f.shape[-2] - t, t : f.shape[-1] - t])
+                for head, f, t in zip(self.heads, features, (MARGIN, MARGIN // 2))]
 
-        return self.model(rgb_to_grayscale(x))
+    def set_trainable(self, flag):
+        self.heads.requires_grad_(flag)
 
 
 def chroma(img):
@@ -120,13 +160,17 @@ def dssim(y, x):
 
 
 def content_loss(x, y):
-    return F.l1_loss(y, x) + 3.0 * F.l1_loss(chroma(y), chroma(x)) + 0.25 * dssim(y, x)
+    return F.l1_loss(y, x) + COLOR_WEIGHT * F.l1_loss(chroma(y), chroma(x)) + SSIM_WEIGHT * dssim(y, x)
+
+
+def mean(values):
+    return sum(values) / len(values)
 
 
 def make_step(device: torch.device, *, precision: str = "fp32", channels_last: bool = False,
               compile: bool | str = False, optimizer: dict | None = None):
     """A ``step(x, s)`` closure: one joint-stage step of G and C, then one D step, then EMA."""
-    G, C, D = Generator().to(device), ContentNet().to(device), PatchGAN().to(device)
+    G, C, D = Generator().to(device), ContentNet().to(device), Projected().to(device)
     with torch.no_grad():  # the generator starts as the identity
         G.head[1].weight.zero_()
         G.head[1].bias.zero_()
@@ -138,7 +182,7 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
     opts = optimizer or {}
     opt_g = torch.optim.Adam(G.parameters(), lr=3e-4, betas=(0.5, 0.999), **opts)
     opt_c = torch.optim.Adam(C.parameters(), lr=1e-3, betas=(0.5, 0.999), **opts)
-    opt_d = torch.optim.Adam(D.parameters(), lr=4e-4, betas=(0.5, 0.999), **opts)
+    opt_d = torch.optim.Adam(D.heads.parameters(), lr=4e-4, betas=(0.5, 0.999), **opts)
     g_fwd, c_fwd, d_fwd = G, C, D
     if compile:
         mode = None if compile is True else compile
@@ -150,13 +194,12 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
     def step(x, s):
         if channels_last:
             x, s = x.contiguous(memory_format=torch.channels_last), s.contiguous(memory_format=torch.channels_last)
-        for p in D.parameters():
-            p.requires_grad_(False)
+        D.set_trainable(False)
         opt_g.zero_grad(set_to_none=True)
         opt_c.zero_grad(set_to_none=True)
         with autocast:
             fake = g_fwd(x)
-            style = 0.5 * (d_fwd(fake).float() - 1).square().mean()
+            style = LSGAN_WEIGHT * mean([(f.float() - 1).square().mean() for f in d_fwd(fake)])
             recon = c_fwd(x)
             loss = W_C * content_loss(x, fake) + style + content_loss(x, recon)
         loss.backward()
@@ -166,11 +209,11 @@ def make_step(device: torch.device, *, precision: str = "fp32", channels_last: b
             decay = min(0.98, (1 + updates[0]) / (10 + updates[0]))
             torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in G.parameters()], 1 - decay)
             updates[0] += 1
-        for p in D.parameters():
-            p.requires_grad_(True)
+        D.set_trainable(True)
         opt_d.zero_grad(set_to_none=True)
         with autocast:
-            loss_d = 0.5 * ((d_fwd(s).float() - 1).square().mean() + d_fwd(fake.detach()).float().square().mean())
+            loss_d = LSGAN_WEIGHT * mean([0.5 * ((r.float() - 1).square().mean() + f.float().square().mean())
+                                          for r, f in zip(d_fwd(s), d_fwd(fake.detach()))])
         loss_d.backward()
         opt_d.step()
         return loss.detach(), loss_d.detach()

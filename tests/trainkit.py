@@ -56,6 +56,8 @@ TINY_OVERRIDES: tuple[str, ...] = (
 #: (:func:`shrink_overrides` gives both).
 SHRINK: dict[str, list[str]] = {
     "quickstart.yaml": [
+        # random VGG16 weights in the discriminator (HED's are tested in test_hed.py)
+        "model.discriminator.encoder={name: vgg16, layer: relu2_2}",
         "model.generator.encoder.widths=[8, 16]",
         "model.content_net.encoder.widths=[8, 16]",
         "training.stages.0.steps=1",
