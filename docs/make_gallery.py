@@ -12,7 +12,8 @@ names, found with ``--photos`` and ``--paintings``) it writes, under ``--out``:
 - ``gallery_PAINTING.jpg``: the painting, then a row per held-out photograph: input | recipe | Gatys;
 - ``gallery_strip.jpg``: one row per painting: painting | photograph | recipe (the README's picture);
 - ``gallery_quickstart.jpg`` (with ``--quickstart``): the quickstart run's generator on the
-  built-in held-out photographs, input over output;
+  built-in held-out photographs at the size ``gancr bench quality`` scores them (longer side
+  192 px, the scale of its training crops), input over output;
 
 and prints the Markdown tables of item 4 over all the folders, as ``gancr bench painting`` prints
 them for one (per painting and method: remaining style fraction, luminance SSIM, HED and Canny
@@ -30,7 +31,7 @@ from PIL import Image
 
 from gancr.bench.painting import painting_markdown, summarize
 from gancr.data import load_image, resolve_source
-from gancr.data.resize import resize
+from gancr.data.resize import fit, resize
 from gancr.storage.files import atomic_write_stream
 
 #: Side of a square tile, in pixels.
@@ -97,14 +98,19 @@ def painting_sheets(benches: list[Path], photos: str, paintings: str, out: Path)
     return written
 
 
+#: The longer side the quickstart's photographs are stylised at: ``gancr bench quality``'s (3 x 64).
+QUICKSTART_SIDE = 192
+
+
 def quickstart_sheet(run: Path, out: Path) -> Path:
-    """The quickstart's generator (its EMA) on ``builtin:holdout``, input over output."""
+    """The quickstart's generator (its EMA) on ``builtin:holdout`` fitted to a longer side of
+    :data:`QUICKSTART_SIDE` (where ``gancr bench quality`` scores it), input over output."""
     from gancr.inference import load_generator
 
     generator = load_generator(run).eval()
     inputs, outputs = [], []
     for path in resolve_source("builtin:holdout"):
-        x = load_image(path)
+        x = fit(load_image(path), QUICKSTART_SIDE)
         with torch.no_grad():
             y = generator(x[None]).clamp(0, 1)
         inputs.append(_tile(x, 192))
