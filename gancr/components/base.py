@@ -24,6 +24,7 @@ __all__ = [
     "Tanh01",
     "pad_to_multiple",
     "pad_margin",
+    "crop_margin",
     "crop_to",
     "weighted",
     "LossContext",
@@ -129,6 +130,17 @@ def pad_margin(x: Tensor, margin: int) -> Tensor:
         x = F.pad(x, (step,) * 4, mode="reflect")
         margin -= step
     return x
+
+
+def crop_margin(x: Tensor, margin: int) -> Tensor:
+    """``(B, C, H, W)`` without ``margin`` positions on each side (at least one left each way): what
+    :func:`pad_margin` added, once ``x`` has been through a network (a feature of reduction ``r``
+    loses ``margin // r``)."""
+    if margin <= 0:
+        return x
+    h, w = x.shape[-2:]
+    my, mx = min(margin, (h - 1) // 2), min(margin, (w - 1) // 2)
+    return x[..., my : h - my, mx : w - mx]
 
 
 def crop_to(x: Tensor, h: int, w: int) -> Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from gancr.components.base import frozen_encoder, norm_layer, pad_margin
+from gancr.components.base import crop_margin, frozen_encoder, norm_layer, pad_margin
 from gancr.registry import ComponentParams, Registry
 from gancr.spec import Slot
 
@@ -240,8 +240,7 @@ class Projected(nn.Module):
         if self.gray:
             x = _luminance(x).expand(-1, 3, -1, -1)
         features = self.encoder(pad_margin(x, self.margin) if self.margin else x)
-        return [head(f[..., t : f.shape[-2] - t, t : f.shape[-1] - t] if t else f)
-                for head, f, t in zip(self.heads, features, self.trims)]
+        return [head(crop_margin(f, t)) for head, f, t in zip(self.heads, features, self.trims)]
 
 
 def register(registry: Registry) -> None:

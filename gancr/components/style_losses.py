@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from gancr.components.base import StyleBatch, StyleLoss, as_list, frozen_encoder, pad_margin
+from gancr.components.base import StyleBatch, StyleLoss, as_list, crop_margin, frozen_encoder, pad_margin
 from gancr.metrics.content import gray
 from gancr.metrics.style import gram_matrix
 from gancr.errors import GancrError
@@ -245,7 +245,7 @@ class GramLoss(StyleLoss):
     def _grams(self, images: Tensor) -> list[Tensor]:
         """The Gram matrix ``(B, C_l, C_l)`` float32 of each compared layer, the margin's positions left out."""
         feats = self.encoder(self._prepare(images))
-        return [gram_matrix(_inner(feats[i], trim).float()) for i, trim in zip(self.indices, self.trims)]
+        return [gram_matrix(crop_margin(feats[i], trim).float()) for i, trim in zip(self.indices, self.trims)]
 
     def generator_loss(self, batch: StyleBatch) -> Tensor:
         targets = self._targets(batch.real)
@@ -259,15 +259,6 @@ class GramLoss(StyleLoss):
             d = d.mean()
             terms.append(d / scale if self.normalize else d)
         return torch.stack(terms).mean()
-
-
-def _inner(features: Tensor, trim: int) -> Tensor:
-    """``(B, C, H, W)`` without ``trim`` positions on each side (at least one left each way)."""
-    if trim <= 0:
-        return features
-    h, w = features.shape[-2:]
-    ty, tx = min(trim, (h - 1) // 2), min(trim, (w - 1) // 2)
-    return features[..., ty : h - ty, tx : w - tx]
 
 
 class ChromaNoiseParams(ComponentParams):
